@@ -1,0 +1,66 @@
+"""System checks that refuse or warn about unsafe configuration (`manage.py check --deploy`)."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+JWT_KEY_MIN_BYTES = 32
+
+
+@register(Tags.security)
+def check_jwt_signing_key(app_configs, **kwargs):
+    """A short JWT key, or one shared with SECRET_KEY, is an error everywhere."""
+    key = settings.JWT_SIGNING_KEY or ""
+    issues = []
+    if len(key.encode()) < JWT_KEY_MIN_BYTES:
+        issues.append(
+            Error(
+                f"JWT_SIGNING_KEY must be at least {JWT_KEY_MIN_BYTES} bytes.",
+                hint='Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"',
+                id="gatehouse.E001",
+            )
+        )
+    if key and key == settings.SECRET_KEY:
+        issues.append(Error("JWT_SIGNING_KEY must not be the same as SECRET_KEY.", id="gatehouse.E002"))
+    return issues
+
+
+@register(Tags.security, deploy=True)
+def check_deployment(app_configs, **kwargs):
+    """Warn about development conveniences left on in a deployment."""
+    config = settings.GATEHOUSE
+    issues = []
+    if config["GRAPHIQL"]:
+        issues.append(Warning("GraphiQL is enabled.", hint="Set GRAPHIQL=false in production.", id="gatehouse.W001"))
+    if config["INTROSPECTION"]:
+        issues.append(
+            Warning(
+                "GraphQL introspection and field suggestions are enabled.",
+                hint="Set GRAPHQL_INTROSPECTION=false in production.",
+                id="gatehouse.W002",
+            )
+        )
+    if settings.JWT_ACCESS_TOKEN_LIFETIME > 3600:
+        issues.append(
+            Warning(
+                "Access tokens live longer than an hour.",
+                hint="Keep JWT_ACCESS_TOKEN_LIFETIME short (300 seconds by default).",
+                id="gatehouse.W003",
+            )
+        )
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        issues.append(
+            Warning(
+                "Rate limits are kept per process.",
+                hint="Set REDIS_URL so that every process shares them.",
+                id="gatehouse.W004",
+            )
+        )
+    if settings.DATABASES["default"].get("CONN_MAX_AGE", 0) == 0:
+        issues.append(
+            Warning(
+                "Database connections are not persistent.",
+                hint="Set DATABASE_CONN_MAX_AGE (production defaults to 600).",
+                id="gatehouse.W005",
+            )
+        )
+    return issues

@@ -1,0 +1,26 @@
+"""Django middleware that authenticates GraphQL requests by Bearer token, once per request."""
+
+from django.conf import settings
+from django.utils.functional import SimpleLazyObject
+
+from accounts.authentication import BearerAuthentication
+
+
+class JSONWebTokenMiddleware:
+    """Attach `request.auth` (a BearerAuthentication) and `request.user` on the GraphQL paths.
+
+    This is Django middleware, not graphene middleware, so it runs once per request instead
+    of once per resolved field. On these paths the Bearer token is the only credential:
+    `request.user` is replaced, so a Django session cookie (the admin's) never
+    authenticates a GraphQL request, and tokens are never read from cookies or the URL.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info in settings.GATEHOUSE["GRAPHQL_PATHS"]:
+            auth = BearerAuthentication(request.META.get("HTTP_AUTHORIZATION"))
+            request.auth = auth
+            request.user = SimpleLazyObject(auth.get_user_or_anonymous)
+        return self.get_response(request)

@@ -1,0 +1,119 @@
+"""The account rules that write: registration and sign-in. Nothing else writes accounts."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.client import client_address
+from accounts.error_codes import UserErrorCode
+from accounts.exceptions import InvalidCredentials
+from accounts.models import User
+from accounts.ratelimit import rate_limit_hit
+from accounts.selectors import email_taken, user_get_by_login, username_taken
+from accounts.tokens import IssuedTokens, access_token_issue
+from accounts.validators import canonical_email, canonical_username
+
+logger = logging.getLogger(__name__)
+
+
+def _required(value: str | None, message: str) -> str:
+    if value is None or not value.strip():
+        raise ValidationError(message, code=UserErrorCode.REQUIRED.value)
+    return value
+
+
+def _clean_registration(*, username: str, email: str, password: str) -> tuple[str, str]:
+    """Return the canonical username and email; raise ValidationError keyed by field."""
+    errors: dict[str, ValidationError] = {}
+    clean: dict[str, str] = {}
+    for field, raw, canonical, message in (
+        ("username", username, canonical_username, "Choose a username."),
+        ("email", email, canonical_email, "Enter your email address."),
+    ):
+        try:
+            clean[field] = canonical(_required(raw, message))
+        except ValidationError as exc:
+            errors[field] = exc
+    if "username" in clean and username_taken(clean["username"]):
+        errors["username"] = ValidationError(User._meta.get_field("username").error_messages["unique"], code="unique")
+    if "email" in clean and email_taken(clean["email"]):
+        errors["email"] = ValidationError(User._meta.get_field("email").error_messages["unique"], code="unique")
+    try:
+        _required(password, "Choose a password.")
+        # The validators compare the password with the account's own attributes.
+        candidate = User(username=clean.get("username", ""), email=clean.get("email", ""))
+        password_validation.validate_password(password, user=candidate)
+    except ValidationError as exc:
+        errors["password"] = exc
+    if errors:
+        raise ValidationError(errors)
+    return clean["username"], clean["email"]
+
+
+@transaction.atomic
+def user_register(*, request, username: str, email: str, password: str) -> tuple[User, IssuedTokens]:
+    """Create an active user after the validators pass, and sign it in.
+
+    Raises ValidationError keyed by field with codes from UserErrorCode, and RateLimited
+    when the client address has registered too often.
+    """
+    rate_limit_hit(
+        scope="register:address", key=client_address(request), rate=settings.GATEHOUSE["REGISTER_RATE_PER_ADDRESS"]
+    )
+    username, email = _clean_registration(username=username, email=email, password=password)
+    try:
+        # A savepoint: a lost race leaves the outer transaction usable to tell which field.
+        with transaction.atomic():
+            user = User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:
+        # Another registration committed the same username or email between our check and
+        # our insert; the database refused the second one. Say which, as a field error.
+        field = "email" if email_taken(email) else "username"
+        raise ValidationError(
+            {field: ValidationError(User._meta.get_field(field).error_messages["unique"], code="unique")}
+        ) from None
+    return user, _sign_in(user)
+
+
+@transaction.atomic
+def user_authenticate(
+    *, request, password: str, email: str | None = None, username: str | None = None
+) -> tuple[User, IssuedTokens]:
+    """Check a login and sign the user in.
+
+    Raises InvalidCredentials, identical for an unknown account, a wrong password and an
+    inactive account, and RateLimited when the account or the client address has tried
+    too often. Every attempt counts, whatever its outcome.
+    """
+    limits = settings.GATEHOUSE
+    rate_limit_hit(scope="login:address", key=client_address(request), rate=limits["LOGIN_RATE_PER_ADDRESS"])
+    # Keyed by what was typed, folded: `A@x.io` and `a@x.io` share one budget.
+    identifier = f"email:{email}" if email is not None else f"username:{username}"
+    rate_limit_hit(
+        scope="login:account", key=" ".join(identifier.lower().split()), rate=limits["LOGIN_RATE_PER_ACCOUNT"]
+    )
+    if len(password) > settings.PASSWORD_MAX_LENGTH:
+        # Never hash megabytes; no account could have this password anyway.
+        raise InvalidCredentials
+    user = user_get_by_login(email=email, username=username)
+    if user is None:
+        # Hash anyway, so an unknown account takes as long as a wrong password
+        # (as django.contrib.auth.backends.ModelBackend does).
+        make_password(password)
+        raise InvalidCredentials
+    # check_password also re-hashes an outdated hash (e.g. Django's default Argon2 parameters).
+    if not user.check_password(password) or not user.is_active:
+        raise InvalidCredentials
+    return user, _sign_in(user)
+
+
+def _sign_in(user: User) -> IssuedTokens:
+    """Record the login and issue the access token."""
+    user.last_login = timezone.now()
+    User.objects.filter(pk=user.pk).update(last_login=user.last_login)
+    return access_token_issue(user=user)

@@ -1,0 +1,100 @@
+"""Canonical forms and validators for identifiers and passwords.
+
+Emails and usernames are canonicalised one way, here, and every path (register, login,
+lookups, uniqueness, the admin, createsuperuser) goes through these functions.
+"""
+
+import unicodedata
+
+from django.contrib.auth.validators import ASCIIUsernameValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+
+from accounts.error_codes import UserErrorCode
+
+EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path.
+USERNAME_MAX_LENGTH = 150
+
+_email_validator = EmailValidator(message="Enter a valid email address.", code=UserErrorCode.INVALID.value)
+username_validator = ASCIIUsernameValidator(
+    message="Use only English letters, digits and @ . + - _ in a username.",
+    code=UserErrorCode.INVALID.value,
+)
+
+
+def has_control_characters(value: str) -> bool:
+    """Return whether `value` holds NUL or any other control or format character."""
+    return any(unicodedata.category(char) in {"Cc", "Cf", "Cs"} for char in value)
+
+
+def canonical_email(value: str) -> str:
+    """Return the stored form of an email address: trimmed and lowercased in full.
+
+    The domain is converted to its ASCII (IDNA) form first, so the whole address is ASCII
+    and lowercasing means the same thing in Python, SQLite and Postgres. Django's
+    `normalize_email` lowercases only the domain, which lets `A@x.io` and `a@x.io` be two
+    accounts; mail providers treat them as one mailbox.
+
+    Raises ValidationError (INVALID, TOO_LONG) for anything that is not an address.
+    """
+    value = value.strip()
+    if len(value) > EMAIL_MAX_LENGTH:
+        raise ValidationError(
+            f"Use at most {EMAIL_MAX_LENGTH} characters for an email address.", code=UserErrorCode.TOO_LONG.value
+        )
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or has_control_characters(value):
+        raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value)
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value) from None
+    canonical = f"{local}@{domain}".lower()
+    if not canonical.isascii() or len(canonical) > EMAIL_MAX_LENGTH:
+        raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value)
+    _email_validator(canonical)
+    return canonical
+
+
+def canonical_username(value: str) -> str:
+    """Return the stored form of a username: NFKC-normalised, then checked.
+
+    Only ASCII letters, digits and @ . + - _ are allowed after normalisation, so that
+    lookalike letters from other scripts cannot impersonate an account and uniqueness
+    ignoring case is the same rule in every database.
+
+    Raises ValidationError (REQUIRED, INVALID, TOO_LONG).
+    """
+    if has_control_characters(value):
+        raise ValidationError("Control characters are not allowed in a username.", code=UserErrorCode.INVALID.value)
+    value = unicodedata.normalize("NFKC", value).strip()
+    if not value:
+        raise ValidationError("Choose a username.", code=UserErrorCode.REQUIRED.value)
+    if len(value) > USERNAME_MAX_LENGTH:
+        raise ValidationError(
+            f"Use at most {USERNAME_MAX_LENGTH} characters for a username.", code=UserErrorCode.TOO_LONG.value
+        )
+    username_validator(value)
+    return value
+
+
+class MaximumLengthValidator:
+    """Refuse passwords longer than `max_length` characters.
+
+    Long passphrases are welcome, but hashing (and the similarity validator) should not
+    be handed megabytes: a cap keeps a single request from costing seconds of CPU.
+    """
+
+    def __init__(self, max_length: int = 1024):
+        self.max_length = max_length
+
+    def validate(self, password, user=None):
+        if len(password) > self.max_length:
+            raise ValidationError(
+                "This password is too long. It must contain at most %(max_length)d characters.",
+                code=UserErrorCode.PASSWORD_TOO_LONG.value,
+                params={"max_length": self.max_length},
+            )
+
+    def get_help_text(self):
+        return f"Your password must contain at most {self.max_length} characters."

@@ -1,0 +1,199 @@
+"""Settings shared by every environment. Each value that differs between deployments comes
+from the environment (see README, "Settings"); local, test and production only adjust."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import env_bool, env_int, env_list, env_rate, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+DEBUG = False
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "graphene_django",
+    "accounts",
+    "schema",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After Django's: on the GraphQL paths the Bearer token replaces the session user.
+    "accounts.middleware.JSONWebTokenMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite file by default (zero set-up); DATABASE_URL selects Postgres.
+DATABASES = {
+    "default": dj_database_url.config(
+        env="DATABASE_URL",
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# REDIS_URL makes rate limits and shared state common to every process.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "gatehouse",
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gatehouse"}}
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+
+# Argon2id at OWASP's minimum (19 MiB, t=2, p=1); older hashes still verify and are upgraded on login.
+PASSWORD_HASHERS = [
+    "accounts.hashers.Argon2idPasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+PASSWORD_MAX_LENGTH = 1024
+AUTH_PASSWORD_VALIDATORS = [
+    # First, so that an absurd password is refused before the costlier validators read it.
+    {"NAME": "accounts.validators.MaximumLengthValidator", "OPTIONS": {"max_length": PASSWORD_MAX_LENGTH}},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# The request body is read only up to this size; larger bodies get 413 before any parsing.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# CORS only for configured origins; never a wildcard.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/graphql/?$"
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "apollo-require-preflight", "x-apollo-operation-name"]
+
+# JSON Web Tokens. The signing key is its own secret (never SECRET_KEY); subclasses set it.
+JWT_SIGNING_KEY = ""
+JWT_ACCESS_TOKEN_LIFETIME = env_int("JWT_ACCESS_TOKEN_LIFETIME", 300, minimum=1)
+JWT_REFRESH_TOKEN_LIFETIME = env_int("JWT_REFRESH_TOKEN_LIFETIME", 7 * 24 * 3600, minimum=1)
+
+
+def graphql_jwt_settings(signing_key: str) -> dict:
+    """Return django-graphql-jwt's namespaced settings with safe values for `signing_key`.
+
+    The library's defaults verify no expiry, use the `JWT` prefix and sign with SECRET_KEY;
+    every one of those is overridden here and the handlers point at accounts.tokens.
+    """
+    return {
+        "JWT_ALGORITHM": "HS256",
+        "JWT_SECRET_KEY": signing_key,
+        "JWT_VERIFY": True,
+        "JWT_VERIFY_EXPIRATION": True,
+        "JWT_LEEWAY": 0,
+        "JWT_EXPIRATION_DELTA": timedelta(seconds=JWT_ACCESS_TOKEN_LIFETIME),
+        "JWT_REFRESH_EXPIRATION_DELTA": timedelta(seconds=JWT_REFRESH_TOKEN_LIFETIME),
+        "JWT_ISSUER": env_str("JWT_ISSUER", "gatehouse"),
+        "JWT_AUDIENCE": env_str("JWT_AUDIENCE", "gatehouse"),
+        "JWT_AUTH_HEADER_NAME": "HTTP_AUTHORIZATION",
+        "JWT_AUTH_HEADER_PREFIX": "Bearer",
+        "JWT_ALLOW_ARGUMENT": False,
+        "JWT_ENCODE_HANDLER": "accounts.tokens.jwt_encode",
+        "JWT_DECODE_HANDLER": "accounts.tokens.jwt_decode",
+        "JWT_PAYLOAD_HANDLER": "accounts.tokens.jwt_payload",
+        "JWT_PAYLOAD_GET_USERNAME_HANDLER": "accounts.tokens.jwt_payload_get_subject",
+        "JWT_GET_USER_BY_NATURAL_KEY_HANDLER": "accounts.selectors.user_get_by_subject",
+    }
+
+
+# Gatehouse's own settings, in one namespaced dict.
+GATEHOUSE = {
+    # Previous signing keys still accepted for verification (key rotation without a mass logout).
+    "JWT_PREVIOUS_SIGNING_KEYS": env_list("JWT_PREVIOUS_SIGNING_KEYS"),
+    # Clock skew tolerated on exp and iat, in seconds.
+    "JWT_LEEWAY": env_int("JWT_LEEWAY", 0),
+    "GRAPHQL_PATHS": ("/graphql", "/graphql/"),
+    "GRAPHIQL": env_bool("GRAPHIQL", False),
+    "INTROSPECTION": env_bool("GRAPHQL_INTROSPECTION", False),
+    "TRUSTED_PROXY_COUNT": env_int("TRUSTED_PROXY_COUNT", 0),
+    # Request limits, enforced before a document is validated or executed.
+    "MAX_QUERY_LENGTH": 8_000,
+    "MAX_TOKENS": 1_000,
+    "MAX_DEPTH": 10,
+    "MAX_ALIASES": 15,
+    "MAX_DIRECTIVES": 10,
+    "MAX_OPERATIONS": 5,
+    "MAX_ROOT_FIELDS": 10,
+    # Root fields that may appear at most once per request: brute force cannot hide in aliases.
+    "SENSITIVE_ROOT_FIELDS": ("tokenAuth", "register"),
+    "MAX_AUTHORIZATION_HEADER": 4_096,
+    # Attempts per window, shared by every process through the cache; None disables one.
+    "LOGIN_RATE_PER_ACCOUNT": env_rate("LOGIN_RATE_PER_ACCOUNT", "10/300"),
+    "LOGIN_RATE_PER_ADDRESS": env_rate("LOGIN_RATE_PER_ADDRESS", "30/60"),
+    "REGISTER_RATE_PER_ADDRESS": env_rate("REGISTER_RATE_PER_ADDRESS", "20/3600"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Request errors are logged by Gatehouse's own handler, without bodies or headers.
+        "django.request": {"level": "ERROR"},
+    },
+}

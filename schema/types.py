@@ -1,0 +1,68 @@
+"""GraphQL object types. Fields are allow-listed: nothing private is ever exposed."""
+
+import binascii
+
+import graphene
+from graphene import relay
+from graphene_django import DjangoObjectType
+from graphql_relay import from_global_id
+
+from accounts.models import User
+from accounts.selectors import user_get_visible
+from schema.errors import RequestErrorCode, coded_error
+from schema.viewer import viewer
+
+
+class Node(relay.Node):
+    """An object with a global ID."""
+
+    class Meta:
+        name = "Node"
+
+    @classmethod
+    def get_node_from_global_id(cls, info, global_id, only_type=None):
+        """Return the object a global ID names if the viewer may see it, else null.
+
+        A malformed ID is BAD_USER_INPUT; an ID of a type that is not a node is null, like
+        an object that does not exist or is not yours.
+        """
+        try:
+            type_name, object_id = from_global_id(global_id)
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+            type_name, object_id = "", ""
+        if not type_name or not object_id:
+            raise coded_error("Invalid global ID.", RequestErrorCode.BAD_USER_INPUT)
+        graphql_type = info.schema.get_type(type_name)
+        graphene_type = getattr(graphql_type, "graphene_type", None)
+        if graphene_type is None or cls not in getattr(graphene_type._meta, "interfaces", ()):
+            return None
+        if only_type is not None and graphene_type is not only_type:
+            return None
+        return graphene_type.get_node(info, object_id)
+
+
+class UserType(DjangoObjectType):
+    """An account. You can see your own; staff can see anyone's."""
+
+    class Meta:
+        model = User
+        name = "User"
+        interfaces = (Node,)
+        # An explicit allow-list: never the password hash, permissions or staff flags.
+        fields = ("id", "username", "email", "date_joined", "last_login", "is_email_verified")
+
+    username = graphene.String(required=True, description="Public handle, unique ignoring case.")
+    email = graphene.String(required=True, description="Login address, lowercased.")
+    date_joined = graphene.DateTime(required=True, description="When the account was created.")
+    last_login = graphene.DateTime(description="When the account last signed in; null if never.")
+    is_email_verified = graphene.Boolean(required=True, description="Whether the email address has been confirmed.")
+
+    @classmethod
+    def get_node(cls, info, id):
+        try:
+            user_id = int(id)
+        except (TypeError, ValueError):
+            return None
+        if not 0 < user_id < 2**63:
+            return None
+        return user_get_visible(viewer=viewer(info), user_id=user_id)

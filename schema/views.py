@@ -1,0 +1,331 @@
+"""The GraphQL-over-HTTP endpoint.
+
+graphene-django's GraphQLView parses and validates every request from scratch, answers
+a deeply nested JSON body with a 500 (it does not catch RecursionError), formats raw
+exception text into responses, and executes mutations sent with form content types.
+This view keeps its GraphiQL page and replaces the request handling:
+
+- POST with `Content-Type: application/json` only: a browser cannot send that cross-site
+  without a CORS preflight, so form posts are refused (415) like Apollo's CSRF prevention;
+  GET runs queries only (mutations: 405) and needs a header a browser would preflight;
+- every malformed body gets a 4xx with a GraphQL-shaped `{"errors": [...]}`;
+- the document is parsed, limit-checked and validated once per distinct query text and
+  cached, with the standard validation rules always kept;
+- each error carries `extensions.code`, and unexpected exceptions are masked;
+- responses are `Cache-Control: no-store`: they carry tokens and personal data.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import orjson
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http import HttpResponse
+from django.utils.cache import patch_cache_control
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from graphene_django.settings import graphene_settings
+from graphene_django.views import GraphQLView as GrapheneGraphQLView
+from graphene_django.views import get_accepted_content_types
+from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
+from graphql.validation import NoSchemaIntrospectionCustomRule
+
+from schema.errors import RequestErrorCode, format_error
+from schema.limits import DocumentLimits, LimitExceeded, check_document_limits
+from schema.schema import schema
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+# Headers a browser only sends cross-site after a CORS preflight (Apollo's CSRF prevention).
+PREFLIGHT_HEADERS = ("HTTP_APOLLO_REQUIRE_PREFLIGHT", "HTTP_X_APOLLO_OPERATION_NAME")
+PERSISTED_QUERY_TTL = 24 * 3600
+
+
+class HttpProblem(Exception):
+    """A request refused before execution: an HTTP status and one coded error."""
+
+    def __init__(self, status: int, code: RequestErrorCode, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything document preparation depends on, so cached results never go stale."""
+
+    introspection: bool
+    max_query_length: int
+    max_tokens: int
+    limits: DocumentLimits
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A parsed, limit-checked and validated document, or the errors that stopped it."""
+
+    document: object | None
+    errors: tuple[GraphQLError, ...] = ()
+    code: RequestErrorCode | None = None
+
+
+@lru_cache(maxsize=1)
+def current_policy() -> Policy:
+    config = settings.GATEHOUSE
+    return Policy(
+        introspection=config["INTROSPECTION"],
+        max_query_length=config["MAX_QUERY_LENGTH"],
+        max_tokens=config["MAX_TOKENS"],
+        limits=DocumentLimits(
+            max_depth=config["MAX_DEPTH"],
+            max_aliases=config["MAX_ALIASES"],
+            max_directives=config["MAX_DIRECTIVES"],
+            max_operations=config["MAX_OPERATIONS"],
+            max_root_fields=config["MAX_ROOT_FIELDS"],
+            sensitive_root_fields=frozenset(config["SENSITIVE_ROOT_FIELDS"]),
+        ),
+    )
+
+
+@lru_cache(maxsize=512)
+def prepare(query: str, policy: Policy) -> Prepared:
+    """Parse, limit-check and validate `query` once; the result is cached per query text.
+
+    Validation is the costliest step of a small request and its result depends only on
+    the text, the schema and the policy, so repeated documents skip it.
+    """
+    try:
+        document = parse(query, no_location=False, max_tokens=policy.max_tokens)
+    except GraphQLError as error:
+        return Prepared(None, (error,), RequestErrorCode.GRAPHQL_PARSE_FAILED)
+    try:
+        check_document_limits(document, policy.limits)
+    except LimitExceeded as exc:
+        return Prepared(None, (GraphQLError(str(exc)),), RequestErrorCode.QUERY_TOO_COMPLEX)
+    # Custom rules are added to the specified ones, never substituted for them.
+    rules = list(specified_rules)
+    if not policy.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    errors = validate(
+        schema.graphql_schema,
+        document,
+        rules,
+        max_errors=graphene_settings.MAX_VALIDATION_ERRORS,
+        hide_suggestions=not policy.introspection,
+    )
+    if errors:
+        return Prepared(None, tuple(errors), RequestErrorCode.GRAPHQL_VALIDATION_FAILED)
+    return Prepared(document)
+
+
+@receiver(setting_changed)
+def _reset_policy(*, setting, **kwargs):
+    if setting == "GATEHOUSE":
+        current_policy.cache_clear()
+
+
+def _response_type(request) -> str:
+    """Return the media type to answer with: graphql-response+json when the client prefers it."""
+    if "HTTP_ACCEPT" not in request.META:
+        return JSON
+    accepted = get_accepted_content_types(request)
+    if GRAPHQL_RESPONSE in accepted and (
+        JSON not in accepted or accepted.index(GRAPHQL_RESPONSE) < accepted.index(JSON)
+    ):
+        return GRAPHQL_RESPONSE
+    return JSON
+
+
+def _json_object(raw, name: str) -> dict | None:
+    """Return a JSON-object parameter (given as an object, or as a string in a GET URL)."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, f"`{name}` must be a JSON object.") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, f"`{name}` must be a JSON object.")
+    return raw
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class GraphQLView(GrapheneGraphQLView):
+    """Serve the schema over HTTP (POST and GET) and GraphiQL to browsers when enabled.
+
+    Exempt from Django's CSRF middleware: it authenticates by Bearer header only, which a
+    browser never attaches on its own, and it refuses every content type a cross-site
+    form could send.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(schema=schema, **kwargs)
+
+    def dispatch(self, request, *args, **kwargs):
+        response_type = _response_type(request)
+        try:
+            if request.method == "GET" and self._wants_graphiql(request):
+                return self._graphiql(request)
+            params = self._params(request)
+            body, status = self._execute(request, response_type, *params)
+        except HttpProblem as problem:
+            body = {"errors": [{"message": problem.message, "extensions": {"code": problem.code.value}}]}
+            response = self._respond(body, problem.status, response_type)
+            for header, value in problem.headers.items():
+                response[header] = value
+            return response
+        return self._respond(body, status, response_type)
+
+    def _respond(self, body: dict, status: int, response_type: str) -> HttpResponse:
+        response = HttpResponse(orjson.dumps(body), status=status, content_type=response_type)
+        patch_cache_control(response, no_store=True)
+        return response
+
+    def _wants_graphiql(self, request) -> bool:
+        return settings.GATEHOUSE["GRAPHIQL"] and "query" not in request.GET and self.request_wants_html(request)
+
+    def _graphiql(self, request):
+        response = self.render_graphiql(
+            request,
+            whatwg_fetch_version=self.whatwg_fetch_version,
+            whatwg_fetch_sri=self.whatwg_fetch_sri,
+            react_version=self.react_version,
+            react_sri=self.react_sri,
+            react_dom_sri=self.react_dom_sri,
+            graphiql_version=self.graphiql_version,
+            graphiql_sri=self.graphiql_sri,
+            graphiql_css_sri=self.graphiql_css_sri,
+            subscriptions_transport_ws_version=self.subscriptions_transport_ws_version,
+            subscriptions_transport_ws_sri=self.subscriptions_transport_ws_sri,
+            graphiql_plugin_explorer_version=self.graphiql_plugin_explorer_version,
+            graphiql_plugin_explorer_sri=self.graphiql_plugin_explorer_sri,
+            graphiql_plugin_explorer_css_sri=self.graphiql_plugin_explorer_css_sri,
+            subscription_path=None,
+            graphiql_header_editor_enabled=True,
+            graphiql_should_persist_headers=False,
+            graphiql_input_value_deprecation=False,
+        )
+        patch_cache_control(response, no_store=True)
+        return response
+
+    def _params(self, request) -> tuple[str, dict | None, str | None, bool]:
+        """Return (query, variables, operation name, is GET) of a well-formed request."""
+        if request.method == "GET":
+            if not any(request.META.get(header) for header in PREFLIGHT_HEADERS):
+                raise HttpProblem(
+                    400,
+                    RequestErrorCode.BAD_REQUEST,
+                    "GET requests must carry an `Apollo-Require-Preflight` or `X-Apollo-Operation-Name` header.",
+                )
+            data = request.GET.dict()
+        elif request.method == "POST":
+            data = self._post_body(request)
+        else:
+            raise HttpProblem(
+                405, RequestErrorCode.METHOD_NOT_ALLOWED, "Use POST (or GET for queries).", {"Allow": "GET, POST"}
+            )
+        query, operation_name = data.get("query"), data.get("operationName")
+        variables = _json_object(data.get("variables"), "variables")
+        extensions = _json_object(data.get("extensions"), "extensions")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "`operationName` must be a string.")
+        query = self._persisted_query(query, extensions)
+        if not isinstance(query, str) or not query.strip():
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "`query` must be a non-empty string.")
+        return query, variables, operation_name, request.method == "GET"
+
+    def _post_body(self, request) -> dict:
+        content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if content_type != JSON:
+            raise HttpProblem(415, RequestErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the request as application/json.")
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise HttpProblem(413, RequestErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes.")
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise HttpProblem(
+                413, RequestErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes."
+            ) from None
+        try:
+            # orjson refuses invalid UTF-8 and nesting deeper than 1024 without recursing in Python.
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "The request body is not valid JSON.") from None
+        if isinstance(data, list):
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "Batched requests are not supported.")
+        if not isinstance(data, dict):
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "The request body must be a JSON object.")
+        return data
+
+    def _persisted_query(self, query, extensions: dict | None):
+        """Resolve Apollo's automatic persisted queries: a known hash stands for its text."""
+        persisted = (extensions or {}).get("persistedQuery")
+        if persisted is None:
+            return query
+        digest = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+        if not isinstance(digest, str) or len(digest) != 64 or persisted.get("version") != 1:
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "Unsupported persisted query.")
+        key = f"apq:{digest.lower()}"
+        if query is None:
+            query = cache.get(key)
+            if query is None:
+                raise HttpProblem(200, RequestErrorCode.PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
+            return query
+        if not isinstance(query, str) or hashlib.sha256(query.encode()).hexdigest() != digest.lower():
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "The persisted query hash does not match the query.")
+        if len(query) <= current_policy().max_query_length:
+            cache.set(key, query, PERSISTED_QUERY_TTL)
+        return query
+
+    def _execute(self, request, response_type, query, variables, operation_name, is_get) -> tuple[dict, int]:
+        # With application/json, request errors are still HTTP 200 (GraphQL over HTTP, legacy);
+        # with graphql-response+json, a response without data is a 4xx.
+        request_error_status = 400 if response_type == GRAPHQL_RESPONSE else 200
+        policy = current_policy()
+        if len(query) > policy.max_query_length:
+            raise HttpProblem(
+                request_error_status,
+                RequestErrorCode.QUERY_TOO_COMPLEX,
+                f"The query exceeds {policy.max_query_length} characters.",
+            )
+        prepared = prepare(query, policy)
+        if prepared.document is None:
+            errors = [format_error(error, prepared.code) for error in prepared.errors]
+            return {"errors": errors}, request_error_status
+        operation = get_operation_ast(prepared.document, operation_name)
+        if operation is None:
+            raise HttpProblem(
+                request_error_status,
+                RequestErrorCode.BAD_USER_INPUT,
+                "Name the operation to run with `operationName`."
+                if operation_name is None
+                else "No operation in the document has that name.",
+            )
+        if is_get and operation.operation is not OperationType.QUERY:
+            raise HttpProblem(405, RequestErrorCode.METHOD_NOT_ALLOWED, "Send mutations with POST.", {"Allow": "POST"})
+        result = execute(
+            schema.graphql_schema,
+            prepared.document,
+            context_value=request,
+            variable_values=variables,
+            operation_name=operation_name,
+        )
+        if result.data is None and result.errors and all(error.path is None for error in result.errors):
+            # Variable coercion failed: nothing ran.
+            errors = [format_error(error, RequestErrorCode.BAD_USER_INPUT) for error in result.errors]
+            return {"errors": errors}, request_error_status
+        body: dict = {}
+        if result.errors:
+            body["errors"] = [format_error(error, RequestErrorCode.INTERNAL_SERVER_ERROR) for error in result.errors]
+        body["data"] = result.data
+        return body, 200

@@ -1,0 +1,84 @@
+"""Shared fixtures: an HTTP GraphQL client, users and tokens."""
+
+import json
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from accounts.models import User
+from accounts.tokens import access_token_issue
+
+PASSWORD = "correct-Horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    # Rate-limit counters and persisted queries must not leak between tests.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def client():
+    return Client(HTTP_HOST="localhost")
+
+
+class GraphQLClient:
+    """Posts GraphQL documents to /graphql through Django's full request stack."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def post(self, query, variables=None, token=None, operation_name=None, headers=None, path="/graphql"):
+        """Return the HTTP response of one POST."""
+        body = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        if operation_name is not None:
+            body["operationName"] = operation_name
+        extra = dict(headers or {})
+        if token is not None:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        return self.client.post(path, json.dumps(body), content_type="application/json", **extra)
+
+    def __call__(self, query, variables=None, token=None, **kwargs) -> dict:
+        """Return the decoded JSON body of one POST, asserting it was answered with JSON."""
+        response = self.post(query, variables, token=token, **kwargs)
+        assert response["Content-Type"].startswith("application/"), response.content[:200]
+        return response.json()
+
+
+@pytest.fixture
+def gql(client):
+    """`gql(query, variables, token=...)` -> the JSON body of the response."""
+    return GraphQLClient(client)
+
+
+@pytest.fixture
+def make_user(db):
+    counter = iter(range(1, 10_000))
+
+    def make(username=None, email=None, password=PASSWORD, **extra):
+        n = next(counter)
+        return User.objects.create_user(
+            username=username or f"user{n}", email=email or f"user{n}@example.com", password=password, **extra
+        )
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user(username="alice", email="alice@example.com")
+
+
+@pytest.fixture
+def token(user):
+    return access_token_issue(user=user).token
+
+
+def error_codes(body: dict) -> list[str]:
+    """Return the `extensions.code` of every top-level error in a response body."""
+    return [error["extensions"]["code"] for error in body.get("errors", [])]
