@@ -1,0 +1,25 @@
+"""gunicorn settings: the one command the Dockerfile and CI both run.
+
+gunicorn -c config/gunicorn.py config.wsgi:application
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 (inside the container)
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+# A request that runs longer than this is cut off (the worker is restarted).
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+# Oversized request lines and headers are refused by gunicorn before Django sees them.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+# Recycle workers now and then so that no leak can grow without bound.
+max_requests = 10_000
+max_requests_jitter = 1_000
+accesslog = "-"
+errorlog = "-"
+# The access log records method, path, status and timing; never headers or bodies.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

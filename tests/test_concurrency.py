@@ -1,0 +1,120 @@
+"""Races that only a real database with real concurrent connections can show (Postgres)."""
+
+import json
+import threading
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from accounts.error_codes import UserErrorCode
+from accounts.models import User
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent connections (Postgres)"),
+]
+
+REGISTER = """
+mutation($u: String!, $e: String!, $p: String!) {
+  register(username: $u, email: $e, password: $p) { user { id } errors { field code } }
+}
+"""
+
+
+def register_in_parallel(attempts: list[dict]) -> list[dict]:
+    """Send every registration at once, each from its own thread and database connection."""
+    barrier = threading.Barrier(len(attempts))
+    results: list[dict | None] = [None] * len(attempts)
+
+    def run(index, variables):
+        try:
+            client = Client(HTTP_HOST="localhost")
+            barrier.wait(timeout=10)
+            response = client.post(
+                "/graphql", json.dumps({"query": REGISTER, "variables": variables}), "application/json"
+            )
+            results[index] = {"status": response.status_code, "body": response.json()}
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, v)) for i, v in enumerate(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_parallel_registrations_of_one_address_in_different_cases_create_one_account():
+    # given: eight clients racing for one address, typed in different cases
+    emails = ["race@example.com", "RACE@example.com", "Race@Example.com", "race@EXAMPLE.COM"] * 2
+    attempts = [{"u": f"racer{i}", "e": email, "p": "a-Long-passphrase-1"} for i, email in enumerate(emails)]
+    # when
+    results = register_in_parallel(attempts)
+    # then: one winner, every other attempt a UNIQUE error on email, and no 500
+    assert all(r is not None and r["status"] == 200 for r in results)
+    payloads = [r["body"]["data"]["register"] for r in results]
+    winners = [p for p in payloads if p["errors"] == []]
+    losers = [p for p in payloads if p["errors"]]
+    assert len(winners) == 1
+    assert len(losers) == len(attempts) - 1
+    for loser in losers:
+        assert loser["user"] is None
+        assert loser["errors"] == [{"field": "email", "code": UserErrorCode.UNIQUE.name}]
+    assert User.objects.filter(email="race@example.com").count() == 1
+    assert User.objects.count() == 1
+
+
+def test_parallel_registrations_of_one_username_in_different_cases_create_one_account():
+    names = ["Racer", "racer", "RACER", "rAcEr"] * 2
+    attempts = [{"u": name, "e": f"racer{i}@example.com", "p": "a-Long-passphrase-1"} for i, name in enumerate(names)]
+    results = register_in_parallel(attempts)
+    payloads = [r["body"]["data"]["register"] for r in results]
+    winners = [p for p in payloads if p["errors"] == []]
+    assert len(winners) == 1
+    for loser in (p for p in payloads if p["errors"]):
+        assert loser["errors"] == [{"field": "username", "code": UserErrorCode.UNIQUE.name}]
+    assert User.objects.count() == 1
+
+
+def test_a_nul_byte_never_reaches_postgres(gql):
+    # Postgres refuses NUL in text with an error whose text would leak; validation stops it first.
+    body = gql(REGISTER, {"u": "nul\u0000user", "e": "nul\u0000@example.com", "p": "a-Long-passphrase-1"})
+    errors = body["data"]["register"]["errors"]
+    assert sorted(e["field"] for e in errors) == ["email", "username"]
+    assert {e["code"] for e in errors} == {UserErrorCode.INVALID.name}
+    assert User.objects.count() == 0
+
+
+def test_a_registration_that_loses_the_race_at_insert_time_is_a_unique_error_not_a_500():
+    # given: another transaction has inserted the address but not yet committed, so the
+    # service's existence check cannot see it and only the unique index can refuse
+    inserted, release = threading.Event(), threading.Event()
+
+    def hold_uncommitted_insert():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                User.objects.create_user(username="first", email="late@example.com", password="a-Long-passphrase-1")
+                inserted.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_uncommitted_insert)
+    holder.start()
+    assert inserted.wait(timeout=10)
+    # when: our registration blocks on the index until the other transaction commits
+    threading.Timer(0.5, release.set).start()
+    client = Client(HTTP_HOST="localhost")
+    variables = {"u": "second", "e": "LATE@example.com", "p": "a-Long-passphrase-1"}
+    response = client.post("/graphql", json.dumps({"query": REGISTER, "variables": variables}), "application/json")
+    holder.join(timeout=10)
+    # then
+    assert response.status_code == 200
+    payload = response.json()["data"]["register"]
+    assert payload == {"user": None, "errors": [{"field": "email", "code": UserErrorCode.UNIQUE.name}]}
+    assert list(User.objects.values_list("username", flat=True)) == ["first"]
