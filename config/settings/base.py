@@ -159,6 +159,9 @@ def graphql_jwt_settings(signing_key: str) -> dict:
     }
 
 
+# Base of the links in account emails (activation, password reset).
+FRONTEND_URL = env_str("FRONTEND_URL", "http://localhost:3000")
+
 # Gatehouse's own settings, in one namespaced dict.
 GATEHOUSE = {
     # Previous signing keys still accepted for verification (key rotation without a mass logout).
