@@ -101,9 +101,10 @@ def user_authenticate(
         # Never hash megabytes; no account could have this password anyway.
         raise InvalidCredentials
     user = user_get_by_login(email=email, username=username)
-    if user is None:
-        # Hash anyway, so an unknown account takes as long as a wrong password
-        # (as django.contrib.auth.backends.ModelBackend does).
+    if user is None or not user.has_usable_password():
+        # Hash anyway, so an unknown account (or one without a password, which Django
+        # refuses without hashing) takes as long as a wrong password, as
+        # django.contrib.auth.backends.ModelBackend does for unknown users.
         make_password(password)
         raise InvalidCredentials
     # check_password also re-hashes an outdated hash (e.g. Django's default Argon2 parameters).

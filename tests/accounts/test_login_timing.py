@@ -1,0 +1,57 @@
+"""Every failed login costs one password hash, whatever the cause: equal work, equal timing.
+
+Wall-clock timing would flake on a shared machine, so the work is counted instead: a
+real hasher that counts the hashes it computes.
+"""
+
+import pytest
+from django.test import override_settings
+
+from accounts.error_codes import AuthErrorCode
+from accounts.models import User
+from tests.conftest import PASSWORD, error_codes
+from tests.hashers import CountingMD5PasswordHasher
+
+LOGIN = "mutation($e: String!, $p: String!) { tokenAuth(email: $e, password: $p) { token } }"
+
+
+@pytest.fixture
+def counting_hasher():
+    with override_settings(PASSWORD_HASHERS=["tests.hashers.CountingMD5PasswordHasher"]):
+        yield CountingMD5PasswordHasher
+
+
+def attempt(gql, hasher, email, password):
+    """Return (error codes, hashes computed) of one tokenAuth."""
+    before = hasher.computed
+    body = gql(LOGIN, {"e": email, "p": password})
+    return error_codes(body), hasher.computed - before
+
+
+def test_every_kind_of_failed_login_computes_exactly_one_hash(gql, make_user, counting_hasher):
+    # given
+    make_user(email="wrong@example.com")
+    make_user(email="inactive@example.com", is_active=False)
+    no_password = make_user(email="nopass@example.com")
+    no_password.set_unusable_password()
+    no_password.save()
+    # when
+    outcomes = {
+        "unknown": attempt(gql, counting_hasher, "nobody@example.com", PASSWORD),
+        "wrong password": attempt(gql, counting_hasher, "wrong@example.com", "not-the-password"),
+        "inactive": attempt(gql, counting_hasher, "inactive@example.com", PASSWORD),
+        "unusable password": attempt(gql, counting_hasher, "nopass@example.com", PASSWORD),
+        "malformed email": attempt(gql, counting_hasher, "not an email", PASSWORD),
+    }
+    # then
+    for cause, (codes, hashes) in outcomes.items():
+        assert codes == [AuthErrorCode.INVALID_CREDENTIALS.value], cause
+        assert hashes == 1, cause
+
+
+def test_a_successful_login_computes_one_hash_too(gql, make_user, counting_hasher):
+    make_user(email="ok@example.com")
+    codes, hashes = attempt(gql, counting_hasher, "ok@example.com", PASSWORD)
+    assert codes == []
+    assert hashes == 1
+    assert User.objects.get(email="ok@example.com").last_login is not None
