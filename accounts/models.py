@@ -26,7 +26,7 @@ class UserManager(BaseUserManager):
         if not email:
             raise ValueError("Users must have an email address.")
         user = self.model(username=username, email=email, **extra_fields)
-        user.clean()
+        user.canonicalize()
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -91,6 +91,7 @@ class User(AbstractBaseUser, PermissionsMixin):
             models.UniqueConstraint(
                 Lower("username"),
                 name="accounts_user_username_ci_unique",
+                violation_error_code="unique",
                 violation_error_message="A user with that username already exists.",
             ),
             # Emails are stored canonical (lowercase); this keeps any writer honest.
@@ -104,14 +105,31 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self):
         return self.username
 
-    def clean(self):
-        # Canonical forms on every path that saves through validation (admin, createsuperuser).
-        super().clean()
+    def canonicalize(self, exclude=()):
+        """Put username and email in their stored form; raise ValidationError keyed by field."""
         errors = {}
         for field, canonical in (("username", canonical_username), ("email", canonical_email)):
+            if field in exclude:
+                continue
             try:
                 setattr(self, field, canonical(getattr(self, field) or ""))
             except ValidationError as exc:
-                errors[field] = exc
+                errors[field] = exc.error_list
+        if errors:
+            raise ValidationError(errors)
+
+    def clean_fields(self, exclude=None):
+        # Canonical forms on every path that validates (admin forms, createsuperuser), only
+        # for the fields a form has not already refused, so each problem is reported once.
+        exclude = set(exclude or ())
+        errors = {}
+        try:
+            self.canonicalize(exclude)
+        except ValidationError as exc:
+            errors = exc.error_dict
+        try:
+            super().clean_fields(exclude=exclude | set(errors))
+        except ValidationError as exc:
+            errors = {**errors, **exc.error_dict}
         if errors:
             raise ValidationError(errors)

@@ -16,7 +16,7 @@ from accounts.models import User
 from accounts.ratelimit import rate_limit_hit
 from accounts.selectors import email_taken, user_get_by_login, username_taken
 from accounts.tokens import IssuedTokens, access_token_issue
-from accounts.validators import canonical_email, canonical_username
+from accounts.validators import canonical_email, canonical_username, login_key
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +92,14 @@ def user_authenticate(
     """
     limits = settings.GATEHOUSE
     rate_limit_hit(scope="login:address", key=client_address(request), rate=limits["LOGIN_RATE_PER_ADDRESS"])
-    # Keyed by what was typed, folded: `A@x.io` and `a@x.io` share one budget.
-    identifier = f"email:{email}" if email is not None else f"username:{username}"
-    rate_limit_hit(
-        scope="login:account", key=" ".join(identifier.lower().split()), rate=limits["LOGIN_RATE_PER_ACCOUNT"]
-    )
-    if len(password) > settings.PASSWORD_MAX_LENGTH:
-        # Never hash megabytes; no account could have this password anyway.
-        raise InvalidCredentials
     user = user_get_by_login(email=email, username=username)
+    # One budget per account, however it is named (email, username, any case or Unicode
+    # form); attempts at unknown identifiers share one per canonical identifier.
+    account = f"user:{user.pk}" if user is not None else login_key(email=email, username=username)
+    rate_limit_hit(scope="login:account", key=account, rate=limits["LOGIN_RATE_PER_ACCOUNT"])
+    if len(password) > settings.PASSWORD_MAX_LENGTH:
+        # Never hash megabytes; no account can have this password anyway.
+        raise InvalidCredentials
     if user is None or not user.has_usable_password():
         # Hash anyway, so an unknown account (or one without a password, which Django
         # refuses without hashing) takes as long as a wrong password, as

@@ -130,13 +130,20 @@ def jwt_decode(token: str, context=None) -> dict:
             audience=jwt_settings.JWT_AUDIENCE,
             issuer=jwt_settings.JWT_ISSUER,
             leeway=leeway,
-            options={"require": list(REQUIRED_CLAIMS), "strict_aud": True, "verify_signature": True},
+            # Expiry is checked below, after the claim types: PyJWT would coerce a bool or
+            # string `exp` with int() and call a malformed token merely expired.
+            options={
+                "require": list(REQUIRED_CLAIMS),
+                "strict_aud": True,
+                "verify_signature": True,
+                "verify_exp": False,
+            },
         )
-    except jwt.ExpiredSignatureError:
-        raise TokenExpired from None
-    except Exception:  # every other verification failure looks the same to the client
+    except Exception:  # every verification failure looks the same to the client
         raise TokenInvalid from None
     _check_claim_types(payload, leeway)
+    if payload["exp"] <= time.time() - leeway:
+        raise TokenExpired
     return payload
 
 

@@ -6,6 +6,7 @@ lookups, uniqueness, the admin, createsuperuser) goes through these functions.
 
 import unicodedata
 
+import idna
 from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
@@ -30,7 +31,7 @@ def has_control_characters(value: str) -> bool:
 def canonical_email(value: str) -> str:
     """Return the stored form of an email address: trimmed and lowercased in full.
 
-    The domain is converted to its ASCII (IDNA) form first, so the whole address is ASCII
+    The domain is converted to its ASCII form first (IDNA, UTS #46 non-transitional), so the whole address is ASCII
     and lowercasing means the same thing in Python, SQLite and Postgres. Django's
     `normalize_email` lowercases only the domain, which lets `A@x.io` and `a@x.io` be two
     accounts; mail providers treat them as one mailbox.
@@ -45,10 +46,13 @@ def canonical_email(value: str) -> str:
     local, at, domain = value.rpartition("@")
     if not at or not local or not domain or has_control_characters(value):
         raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value)
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value) from None
+    if not domain.isascii():
+        try:
+            # UTS #46 non-transitional, as browsers and registries do: IDNA 2003 (Python's
+            # codec) would map `straße.de` onto `strasse.de`, someone else's domain.
+            domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value) from None
     canonical = f"{local}@{domain}".lower()
     if not canonical.isascii() or len(canonical) > EMAIL_MAX_LENGTH:
         raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value)
@@ -98,3 +102,17 @@ class MaximumLengthValidator:
 
     def get_help_text(self):
         return f"Your password must contain at most {self.max_length} characters."
+
+
+def login_key(*, email: str | None, username: str | None) -> str:
+    """Return the canonical form of a login identifier (for per-account counting).
+
+    An identifier that cannot name an account is folded instead, so that spelling
+    variants of the same garbage still share one key.
+    """
+    try:
+        if email is not None:
+            return f"email:{canonical_email(email)}"
+        return f"username:{canonical_username(username or '').lower()}"
+    except ValidationError:
+        return "raw:" + " ".join(unicodedata.normalize("NFKC", email or username or "").lower().split())
