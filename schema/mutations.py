@@ -66,5 +66,7 @@ class TokenAuth(graphene.Mutation):
 
 
 class Mutation(graphene.ObjectType):
+    """Create accounts and sign in."""
+
     register = Register.Field(description="Create an account and sign it in.")
     token_auth = TokenAuth.Field(description="Sign in and get an access token.")

@@ -97,7 +97,7 @@ PASSWORD_HASHERS = [
 ]
 PASSWORD_MAX_LENGTH = 1024
 AUTH_PASSWORD_VALIDATORS = [
-    # First, so that an absurd password is refused before the costlier validators read it.
+    # On every path that sets a password; a longer one is never hashed.
     {"NAME": "accounts.validators.MaximumLengthValidator", "OPTIONS": {"max_length": PASSWORD_MAX_LENGTH}},
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
