@@ -247,7 +247,7 @@ class GraphQLView(GrapheneGraphQLView):
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            declared = 0
+            raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "The Content-Length header is not a number.") from None
         if declared > limit:
             raise HttpProblem(413, RequestErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes.")
         try:
