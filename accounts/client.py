@@ -4,8 +4,6 @@ import ipaddress
 
 from django.conf import settings
 
-USER_AGENT_MAX_LENGTH = 512
-
 
 def client_address(request) -> str:
     """Return the client's IP address as seen through exactly TRUSTED_PROXY_COUNT proxies.
@@ -28,6 +26,17 @@ def client_address(request) -> str:
     return remote
 
 
-def client_user_agent(request) -> str:
-    """Return the User-Agent header, cut to a length fit for storage and logs."""
-    return request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH]
+def address_key(address: str) -> str:
+    """Return the rate-limit key of a client address: the address, or its /64 for IPv6.
+
+    One IPv6 host usually holds a whole /64 and can rotate through it at will.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

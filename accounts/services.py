@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.client import client_address
+from accounts.client import address_key, client_address
 from accounts.error_codes import UserErrorCode
 from accounts.exceptions import InvalidCredentials
 from accounts.models import User
@@ -63,7 +63,9 @@ def user_register(*, request, username: str, email: str, password: str) -> tuple
     when the client address has registered too often.
     """
     rate_limit_hit(
-        scope="register:address", key=client_address(request), rate=settings.GATEHOUSE["REGISTER_RATE_PER_ADDRESS"]
+        scope="register:address",
+        key=address_key(client_address(request)),
+        rate=settings.GATEHOUSE["REGISTER_RATE_PER_ADDRESS"],
     )
     username, email = _clean_registration(username=username, email=email, password=password)
     try:
@@ -80,6 +82,23 @@ def user_register(*, request, username: str, email: str, password: str) -> tuple
     return user, _sign_in(user)
 
 
+def login_attempt_count(*, request, email: str | None = None, username: str | None = None) -> None:
+    """Count one sign-in attempt against the client address and the identifier tried.
+
+    Raises RateLimited when either budget is spent. The identifier is counted in its
+    canonical form, so case and Unicode spellings share one budget; an account's email
+    and its username are two identifiers on purpose: one shared budget would reveal which
+    email belongs to which username (spend one, watch the other get refused).
+    """
+    limits = settings.GATEHOUSE
+    rate_limit_hit(
+        scope="login:address", key=address_key(client_address(request)), rate=limits["LOGIN_RATE_PER_ADDRESS"]
+    )
+    rate_limit_hit(
+        scope="login:account", key=login_key(email=email, username=username), rate=limits["LOGIN_RATE_PER_ACCOUNT"]
+    )
+
+
 @transaction.atomic
 def user_authenticate(
     *, request, password: str, email: str | None = None, username: str | None = None
@@ -90,13 +109,8 @@ def user_authenticate(
     inactive account, and RateLimited when the account or the client address has tried
     too often. Every attempt counts, whatever its outcome.
     """
-    limits = settings.GATEHOUSE
-    rate_limit_hit(scope="login:address", key=client_address(request), rate=limits["LOGIN_RATE_PER_ADDRESS"])
+    login_attempt_count(request=request, email=email, username=username)
     user = user_get_by_login(email=email, username=username)
-    # One budget per account, however it is named (email, username, any case or Unicode
-    # form); attempts at unknown identifiers share one per canonical identifier.
-    account = f"user:{user.pk}" if user is not None else login_key(email=email, username=username)
-    rate_limit_hit(scope="login:account", key=account, rate=limits["LOGIN_RATE_PER_ACCOUNT"])
     if len(password) > settings.PASSWORD_MAX_LENGTH:
         # Never hash megabytes; no account can have this password anyway.
         raise InvalidCredentials

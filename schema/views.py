@@ -16,12 +16,13 @@ This view keeps its GraphiQL page and replaces the request handling:
 """
 
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
 import orjson
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -43,7 +44,42 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 # Headers a browser only sends cross-site after a CORS preflight (Apollo's CSRF prevention).
 PREFLIGHT_HEADERS = ("HTTP_APOLLO_REQUIRE_PREFLIGHT", "HTTP_X_APOLLO_OPERATION_NAME")
-PERSISTED_QUERY_TTL = 24 * 3600
+
+
+class PersistedQueries:
+    """Apollo's automatic persisted queries, remembered per process in a bounded LRU.
+
+    Deliberately not in the shared cache: anyone may register a query, and writes that a
+    client controls must never evict rate-limit counters or fill Redis. Only documents
+    that parsed and validated are kept. A process that does not know a hash answers
+    PERSISTED_QUERY_NOT_FOUND and the client resends the text, as Apollo's link does.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._queries: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> str | None:
+        with self._lock:
+            query = self._queries.get(digest)
+            if query is not None:
+                self._queries.move_to_end(digest)
+            return query
+
+    def put(self, digest: str, query: str) -> None:
+        with self._lock:
+            self._queries[digest] = query
+            self._queries.move_to_end(digest)
+            while len(self._queries) > self.size:
+                self._queries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queries.clear()
+
+
+persisted_queries = PersistedQueries(size=512)
 
 
 class HttpProblem(Exception):
@@ -213,8 +249,8 @@ class GraphQLView(GrapheneGraphQLView):
         patch_cache_control(response, no_store=True)
         return response
 
-    def _params(self, request) -> tuple[str, dict | None, str | None, bool]:
-        """Return (query, variables, operation name, is GET) of a well-formed request."""
+    def _params(self, request) -> tuple[str, dict | None, str | None, bool, str | None]:
+        """Return (query, variables, operation name, is GET, persisted hash to remember)."""
         if request.method == "GET":
             if not any(request.META.get(header) for header in PREFLIGHT_HEADERS):
                 raise HttpProblem(
@@ -234,10 +270,10 @@ class GraphQLView(GrapheneGraphQLView):
         extensions = _json_object(data.get("extensions"), "extensions")
         if operation_name is not None and not isinstance(operation_name, str):
             raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "`operationName` must be a string.")
-        query = self._persisted_query(query, extensions)
+        query, remember = self._persisted_query(query, extensions)
         if not isinstance(query, str) or not query.strip():
             raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "`query` must be a non-empty string.")
-        return query, variables, operation_name, request.method == "GET"
+        return query, variables, operation_name, request.method == "GET", remember
 
     def _post_body(self, request) -> dict:
         content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
@@ -267,27 +303,27 @@ class GraphQLView(GrapheneGraphQLView):
             raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "The request body must be a JSON object.")
         return data
 
-    def _persisted_query(self, query, extensions: dict | None):
-        """Resolve Apollo's automatic persisted queries: a known hash stands for its text."""
+    def _persisted_query(self, query, extensions: dict | None) -> tuple[str | None, str | None]:
+        """Resolve Apollo's automatic persisted queries: return (query text, hash to remember)."""
         persisted = (extensions or {}).get("persistedQuery")
         if persisted is None:
-            return query
+            return query, None
         digest = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
         if not isinstance(digest, str) or len(digest) != 64 or persisted.get("version") != 1:
             raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "Unsupported persisted query.")
-        key = f"apq:{digest.lower()}"
+        digest = digest.lower()
         if query is None:
-            query = cache.get(key)
+            query = persisted_queries.get(digest)
             if query is None:
                 raise HttpProblem(200, RequestErrorCode.PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
-            return query
-        if not isinstance(query, str) or hashlib.sha256(query.encode()).hexdigest() != digest.lower():
+            return query, None
+        if not isinstance(query, str) or hashlib.sha256(query.encode()).hexdigest() != digest:
             raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "The persisted query hash does not match the query.")
-        if len(query) <= current_policy().max_query_length:
-            cache.set(key, query, PERSISTED_QUERY_TTL)
-        return query
+        return query, digest
 
-    def _execute(self, request, response_type, query, variables, operation_name, is_get) -> tuple[dict, int]:
+    def _execute(
+        self, request, response_type, query, variables, operation_name, is_get, remember
+    ) -> tuple[dict, int]:
         # With application/json, request errors are still HTTP 200 (GraphQL over HTTP, legacy);
         # with graphql-response+json, a response without data is a 4xx.
         request_error_status = 400 if response_type == GRAPHQL_RESPONSE else 200
@@ -302,6 +338,8 @@ class GraphQLView(GrapheneGraphQLView):
         if prepared.document is None:
             errors = [format_error(error, prepared.code) for error in prepared.errors]
             return {"errors": errors}, request_error_status
+        if remember is not None:
+            persisted_queries.put(remember, query)
         operation = get_operation_ast(prepared.document, operation_name)
         if operation is None:
             raise HttpProblem(

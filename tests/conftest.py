@@ -8,6 +8,7 @@ from django.test import Client
 
 from accounts.models import User
 from accounts.tokens import access_token_issue
+from schema.views import persisted_queries
 
 PASSWORD = "correct-Horse-battery-staple"
 
@@ -16,8 +17,10 @@ PASSWORD = "correct-Horse-battery-staple"
 def _clear_cache():
     # Rate-limit counters and persisted queries must not leak between tests.
     cache.clear()
+    persisted_queries.clear()
     yield
     cache.clear()
+    persisted_queries.clear()
 
 
 @pytest.fixture

@@ -87,7 +87,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gatehouse"}}
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# Django's own sign-in (the admin) counts against the same login limits as tokenAuth.
+AUTHENTICATION_BACKENDS = ["accounts.backends.RateLimitedModelBackend"]
 
 # Argon2id at OWASP's minimum (19 MiB, t=2, p=1); older hashes still verify and are upgraded on login.
 PASSWORD_HASHERS = [

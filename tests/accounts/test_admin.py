@@ -172,3 +172,19 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(client, db):
     response = client.get(CHANGELIST)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_the_admin_login_counts_against_the_login_limits(client, make_user, settings):
+    # given: a staff account and a budget of three attempts
+    staff = make_user(username="root", email="root@example.com", is_staff=True, is_superuser=True)
+    settings.GATEHOUSE = {**settings.GATEHOUSE, "LOGIN_RATE_PER_ACCOUNT": (3, 3600)}
+    for _ in range(3):
+        refused = client.post("/admin/login/", {"username": "root@example.com", "password": "wrong"})
+        assert refused.status_code == 200
+    # when: the right password, after the budget is spent
+    response = client.post("/admin/login/?next=/admin/", {"username": "ROOT@example.com", "password": PASSWORD})
+    # then: refused like any failed login, and no session
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+    staff.refresh_from_db()
+    assert staff.last_login is None

@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 from django.test import RequestFactory, override_settings
 
-from accounts.client import client_address
+from accounts.client import address_key, client_address
 from accounts.error_codes import AuthErrorCode
 from accounts.exceptions import RateLimited
 from accounts.ratelimit import rate_limit_hit
@@ -198,3 +198,17 @@ def test_login_counters_live_in_redis(gql, user, redis_db):
     assert redis_db.ttl(keys[0]) > 0
     user.refresh_from_db()
     assert user.last_login is None
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_ipv6_clients_are_counted_per_64_block(address, key):
+    assert address_key(address) == key

@@ -804,3 +804,19 @@ def test_a_persisted_query_runs_over_get_by_hash(client, user, token):
     # then
     assert response.status_code == 200
     assert response.json() == {"data": {"me": {"username": "alice"}}}
+
+
+def test_registering_persisted_queries_never_writes_the_shared_cache(client, db):
+    # given: the shared cache holds one rate-limit counter
+    from django.core.cache import cache
+
+    from schema.views import persisted_queries
+
+    cache.set("rl:canary", 1)
+    # when: far more distinct valid queries are registered than the store keeps
+    for i in range(persisted_queries.size + 100):
+        query = f"query Q{i} {{ __typename }}"
+        assert apq(client, sha256(query), query=query).status_code == 200
+    # then: nothing was written to the shared cache, and the store stayed bounded
+    assert list(cache._cache) == [cache.make_key("rl:canary")]
+    assert len(persisted_queries._queries) == persisted_queries.size
