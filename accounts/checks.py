@@ -8,7 +8,7 @@ JWT_KEY_MIN_BYTES = 32
 
 @register(Tags.security)
 def check_jwt_signing_key(app_configs, **kwargs):
-    """A short JWT key, or one shared with SECRET_KEY, is an error everywhere."""
+    """A short JWT key (current or previous), or one shared with SECRET_KEY, is an error everywhere."""
     key = settings.JWT_SIGNING_KEY or ""
     issues = []
     if len(key.encode()) < JWT_KEY_MIN_BYTES:
@@ -21,6 +21,16 @@ def check_jwt_signing_key(app_configs, **kwargs):
         )
     if key and key == settings.SECRET_KEY:
         issues.append(Error("JWT_SIGNING_KEY must not be the same as SECRET_KEY.", id="gatehouse.E002"))
+    for old_key in settings.GATEHOUSE["JWT_PREVIOUS_SIGNING_KEYS"]:
+        if len(old_key.encode()) < JWT_KEY_MIN_BYTES or old_key == settings.SECRET_KEY:
+            issues.append(
+                Error(
+                    f"Every JWT_PREVIOUS_SIGNING_KEYS entry must be at least {JWT_KEY_MIN_BYTES} bytes "
+                    "and differ from SECRET_KEY: old keys still verify tokens.",
+                    id="gatehouse.E003",
+                )
+            )
+            break
     return issues
 
 

@@ -1,4 +1,9 @@
-"""Liveness and readiness probes for the container orchestrator."""
+"""Liveness and readiness probes for the container orchestrator.
+
+They are answered by a middleware at the top of the stack, before Django validates the
+Host header: an orchestrator probes `127.0.0.1:8000`, which DJANGO_ALLOWED_HOSTS rightly
+does not list, and a probe must not fail for that.
+"""
 
 import logging
 
@@ -28,3 +33,19 @@ def readyz(request):
         logger.exception("Readiness check failed: the database is unreachable")
         return JsonResponse({"status": "unavailable"}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+
+class HealthProbeMiddleware:
+    """Answer /healthz and /readyz before any other middleware looks at the request."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        probe = PROBES.get(request.path_info)
+        if probe is not None:
+            return probe(request)
+        return self.get_response(request)

@@ -1,9 +1,12 @@
-"""URL map: the GraphQL endpoint (with and without the trailing slash), health probes, admin."""
+"""URL map: the GraphQL endpoint (with and without the trailing slash) and the admin.
+
+The health probes are answered by config.health.HealthProbeMiddleware.
+"""
 
 from django.contrib import admin
 from django.urls import path
 
-from config.health import healthz, readyz
+from config import errors
 from schema.views import GraphQLView
 
 graphql_view = GraphQLView.as_view()
@@ -11,7 +14,11 @@ graphql_view = GraphQLView.as_view()
 urlpatterns = [
     path("graphql", graphql_view, name="graphql"),
     path("graphql/", graphql_view),
-    path("healthz", healthz, name="healthz"),
-    path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
 ]
+
+# Errors outside the GraphQL view are JSON too: never Django's HTML pages.
+handler400 = errors.bad_request
+handler403 = errors.permission_denied
+handler404 = errors.not_found
+handler500 = errors.server_error

@@ -73,8 +73,28 @@ def coded_error(message: str, code: Enum, **extensions) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code.value, **extensions})
 
 
-# graphql-core echoes the offending variable value; a password or token must never come back.
-_VARIABLE_VALUE = re.compile(r"^(Variable '\$[_A-Za-z][_0-9A-Za-z]*') got invalid value .*", re.DOTALL)
+# graphql-core echoes offending values, from variables and from literals written in the
+# document alike; a password or token must never come back in an error.
+_ECHOED_VALUES = (
+    (
+        re.compile(r"^(Variable '\$[_A-Za-z][_0-9A-Za-z]*') got invalid value .*", re.DOTALL),
+        r"\1 got an invalid value.",
+    ),
+    (re.compile(r"(cannot represent (?:a )?non[- ][\w -]*?value): .*", re.DOTALL), r"\1."),
+    (re.compile(r"(Expected value of type '[^']+'), found .*", re.DOTALL), r"\1."),
+)
+
+
+# Syntax errors quote the offending token, which may be part of a secret.
+_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
+
+
+def _without_values(message: str, code: str) -> str:
+    if code == RequestErrorCode.GRAPHQL_PARSE_FAILED.value:
+        return _QUOTED.sub("…", message)
+    for pattern, replacement in _ECHOED_VALUES:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def format_error(error: GraphQLError, default_code: RequestErrorCode) -> dict:
@@ -94,8 +114,7 @@ def format_error(error: GraphQLError, default_code: RequestErrorCode) -> dict:
         )
     extensions = dict(error.extensions or {})
     extensions.setdefault("code", default_code.value)
-    message = _VARIABLE_VALUE.sub(r"\1 got an invalid value.", error.message)
-    return _shape(message, error, extensions)
+    return _shape(_without_values(error.message, extensions["code"]), error, extensions)
 
 
 def _shape(message: str, error: GraphQLError, extensions: dict, *, locations: bool = True) -> dict:

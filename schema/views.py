@@ -321,9 +321,7 @@ class GraphQLView(GrapheneGraphQLView):
             raise HttpProblem(400, RequestErrorCode.BAD_REQUEST, "The persisted query hash does not match the query.")
         return query, digest
 
-    def _execute(
-        self, request, response_type, query, variables, operation_name, is_get, remember
-    ) -> tuple[dict, int]:
+    def _execute(self, request, response_type, query, variables, operation_name, is_get, remember) -> tuple[dict, int]:
         # With application/json, request errors are still HTTP 200 (GraphQL over HTTP, legacy);
         # with graphql-response+json, a response without data is a 4xx.
         request_error_status = 400 if response_type == GRAPHQL_RESPONSE else 200

@@ -310,3 +310,15 @@ def test_local_settings_turn_graphiql_and_introspection_on():
     # then
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "True"]
+
+
+@pytest.mark.parametrize("previous", [pytest.param("abc", id="short"), pytest.param(SECRET_KEY, id="secret-key")])
+def test_production_refuses_to_start_with_a_weak_previous_signing_key(previous):
+    result = start_django({**PRODUCTION, "JWT_PREVIOUS_SIGNING_KEYS": f"{'o' * 40},{previous}"})
+    assert result.returncode != 0
+    assert "JWT_PREVIOUS_SIGNING_KEYS" in result.stderr
+
+
+def test_production_starts_with_strong_previous_signing_keys():
+    result = start_django({**PRODUCTION, "JWT_PREVIOUS_SIGNING_KEYS": f"{'o' * 40},{'p' * 32}"})
+    assert result.returncode == 0, result.stderr

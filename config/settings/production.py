@@ -15,6 +15,12 @@ if len(JWT_SIGNING_KEY.encode()) < 32:
     raise ImproperlyConfigured("JWT_SIGNING_KEY must be at least 32 bytes of random data.")
 if JWT_SIGNING_KEY == SECRET_KEY:
     raise ImproperlyConfigured("JWT_SIGNING_KEY must differ from DJANGO_SECRET_KEY.")
+# Old keys still verify tokens, so they must meet the same bar.
+for _old_key in GATEHOUSE["JWT_PREVIOUS_SIGNING_KEYS"]:
+    if len(_old_key.encode()) < 32 or _old_key == SECRET_KEY:
+        raise ImproperlyConfigured(
+            "Every JWT_PREVIOUS_SIGNING_KEYS entry must be at least 32 bytes and differ from DJANGO_SECRET_KEY."
+        )
 GRAPHQL_JWT = graphql_jwt_settings(JWT_SIGNING_KEY)
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
@@ -28,7 +34,6 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # TLS ends at the proxy in front of Gatehouse, which says so in X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SESSION_COOKIE_SECURE = True
@@ -36,7 +41,8 @@ CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # The admin's static files, served by the app itself (collected at image build time).
-MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
+_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware")
+MIDDLEWARE = [*MIDDLEWARE[: _security + 1], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[_security + 1 :]]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

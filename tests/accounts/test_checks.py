@@ -124,3 +124,23 @@ def test_a_per_process_cache_warns_w004():
 def test_non_persistent_database_connections_warn_w005(monkeypatch):
     monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 0)
     assert "gatehouse.W005" in gatehouse_issues(include_deployment_checks=True)
+
+
+@pytest.mark.parametrize(
+    "previous",
+    [
+        pytest.param(["abc"], id="short"),
+        pytest.param([settings.SECRET_KEY], id="secret-key"),
+        pytest.param([SAFE_KEY, "x" * 31], id="one-of-two-short"),
+    ],
+)
+def test_a_weak_previous_signing_key_is_error_e003(previous):
+    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_PREVIOUS_SIGNING_KEYS": previous}):
+        issues = gatehouse_issues()
+    assert "gatehouse.E003" in issues
+    assert isinstance(issues["gatehouse.E003"], Error)
+
+
+def test_strong_previous_signing_keys_pass():
+    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_PREVIOUS_SIGNING_KEYS": [SAFE_KEY, "y" * 32]}):
+        assert "gatehouse.E003" not in gatehouse_issues()

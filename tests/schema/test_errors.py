@@ -387,3 +387,41 @@ def test_a_database_failure_is_masked_like_any_other_error(gql, user, token, mon
     monkeypatch.setattr("schema.queries.viewer", _raise_runtime_error)
     other = assert_masked(gql.post(ME))
     assert other["errors"][0]["message"] == body["errors"][0]["message"]
+
+
+SECRET_PASSWORD = "hunter2-Secret-value"
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        pytest.param(f'{{s: "{SECRET_PASSWORD}"}}', id="object"),
+        pytest.param(f'["{SECRET_PASSWORD}"]', id="list"),
+        pytest.param("hunter2_Secret_value", id="enum-like-name"),
+    ],
+)
+def test_a_wrongly_typed_literal_is_refused_without_echoing_it(gql, db, literal):
+    # when
+    body = gql(f'mutation {{ tokenAuth(email: "a@example.com", password: {literal}) {{ token }} }}')
+    # then
+    assert error_codes(body) == [RequestErrorCode.GRAPHQL_VALIDATION_FAILED.value]
+    assert "hunter2" not in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(
+            f'mutation {{ tokenAuth(email: "a@example.com", password: "{SECRET_PASSWORD}" {{ token }} }}',
+            id="missing-parenthesis",
+        ),
+        pytest.param(
+            f'mutation {{ tokenAuth(email: "a@example.com" password: {SECRET_PASSWORD} hunter2) }}', id="bare-words"
+        ),
+        pytest.param('mutation { tokenAuth(email: "a@example.com", password: "hunter2-Secret-value', id="unterminated"),
+    ],
+)
+def test_a_syntax_error_does_not_quote_the_document_back(gql, db, document):
+    body = gql(document)
+    assert error_codes(body) == [RequestErrorCode.GRAPHQL_PARSE_FAILED.value]
+    assert "hunter2" not in json.dumps(body)
