@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from graphql_jwt.settings import jwt_settings
 
 from accounts.exceptions import AuthError, TokenInvalid
 from accounts.selectors import user_get_for_access
@@ -22,7 +23,7 @@ def bearer_token_from_header(header: str | None) -> str | None:
         raise TokenInvalid
     parts = header.split()
     # RFC 7235: the scheme name is case-insensitive.
-    if len(parts) != 2 or parts[0].lower() != "bearer":
+    if len(parts) != 2 or parts[0].lower() != jwt_settings.JWT_AUTH_HEADER_PREFIX.lower():
         raise TokenInvalid
     return parts[1]
 

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.utils.functional import SimpleLazyObject
+from graphql_jwt.settings import jwt_settings
 
 from accounts.authentication import BearerAuthentication
 
@@ -20,7 +21,7 @@ class JSONWebTokenMiddleware:
 
     def __call__(self, request):
         if request.path_info in settings.GATEHOUSE["GRAPHQL_PATHS"]:
-            auth = BearerAuthentication(request.META.get("HTTP_AUTHORIZATION"))
+            auth = BearerAuthentication(request.META.get(jwt_settings.JWT_AUTH_HEADER_NAME))
             request.auth = auth
             request.user = SimpleLazyObject(auth.get_user_or_anonymous)
         return self.get_response(request)

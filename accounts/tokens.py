@@ -42,10 +42,6 @@ class AccessClaims:
     issued_at: int
     expires_at: int
 
-    @property
-    def user_id(self) -> int:
-        return int(self.subject)
-
 
 @dataclass(frozen=True)
 class IssuedTokens:
@@ -120,7 +116,7 @@ def jwt_decode(token: str, context=None) -> dict:
     except Exception:  # any undecodable header is just an invalid token, never a 500
         raise TokenInvalid from None
     key = _header_key(header)
-    leeway = settings.GATEHOUSE["JWT_LEEWAY"]
+    leeway = jwt_settings.JWT_LEEWAY
     try:
         payload = jwt.decode(
             token,

@@ -21,5 +21,5 @@ max_requests = 10_000
 max_requests_jitter = 1_000
 accesslog = "-"
 errorlog = "-"
-# The access log records method, path, status and timing; never headers or bodies.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# Method, path (without the query string: a GET may carry variables), status, size, timing.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'

@@ -252,12 +252,6 @@ class GraphQLView(GrapheneGraphQLView):
     def _params(self, request) -> tuple[str, dict | None, str | None, bool, str | None]:
         """Return (query, variables, operation name, is GET, persisted hash to remember)."""
         if request.method == "GET":
-            if not any(request.META.get(header) for header in PREFLIGHT_HEADERS):
-                raise HttpProblem(
-                    400,
-                    RequestErrorCode.BAD_REQUEST,
-                    "GET requests must carry an `Apollo-Require-Preflight` or `X-Apollo-Operation-Name` header.",
-                )
             data = request.GET.dict()
         elif request.method == "POST":
             data = self._post_body(request)
@@ -349,6 +343,13 @@ class GraphQLView(GrapheneGraphQLView):
             )
         if is_get and operation.operation is not OperationType.QUERY:
             raise HttpProblem(405, RequestErrorCode.METHOD_NOT_ALLOWED, "Send mutations with POST.", {"Allow": "POST"})
+        if is_get and not any(request.META.get(header) for header in PREFLIGHT_HEADERS):
+            # A cross-site page can make a browser send a GET; these headers it cannot add.
+            raise HttpProblem(
+                400,
+                RequestErrorCode.BAD_REQUEST,
+                "GET requests must carry an `Apollo-Require-Preflight` or `X-Apollo-Operation-Name` header.",
+            )
         result = execute(
             schema.graphql_schema,
             prepared.document,

@@ -1,8 +1,11 @@
 """Shared fixtures: an HTTP GraphQL client, users and tokens."""
 
 import json
+import os
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 
@@ -85,3 +88,23 @@ def token(user):
 def error_codes(body: dict) -> list[str]:
     """Return the `extensions.code` of every top-level error in a response body."""
     return [error["extensions"]["code"] for error in body.get("errors", [])]
+
+
+@pytest.fixture
+def redis_db():
+    """A connection to the test Redis database, emptied before and after the test.
+
+    Without a reachable Redis the test is skipped on a developer's machine (`make test`
+    needs only Python) but fails in CI, which always provides one.
+    """
+    connection = redis.Redis.from_url(settings.TEST_REDIS_URL, socket_connect_timeout=1)
+    try:
+        connection.ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {settings.TEST_REDIS_URL}")
+        pytest.skip(f"Redis is not reachable at {settings.TEST_REDIS_URL}")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()

@@ -139,15 +139,20 @@ JWT_REFRESH_TOKEN_LIFETIME = env_int("JWT_REFRESH_TOKEN_LIFETIME", 7 * 24 * 3600
 def graphql_jwt_settings(signing_key: str) -> dict:
     """Return django-graphql-jwt's namespaced settings with safe values for `signing_key`.
 
-    The library's defaults verify no expiry, use the `JWT` prefix and sign with SECRET_KEY;
-    every one of those is overridden here and the handlers point at accounts.tokens.
+    accounts.tokens reads the algorithm, key, lifetimes, issuer, audience and leeway from
+    here, and accounts.authentication the header name and prefix. The handlers point at
+    accounts.tokens and accounts.selectors so that the library's own helpers
+    (graphql_jwt.shortcuts.get_token / get_user_by_token) issue and accept exactly our
+    tokens; the library's unsafe defaults (no expiry check, the `JWT` prefix, SECRET_KEY
+    as the key, tokens from arguments) are overridden for the same reason.
     """
     return {
         "JWT_ALGORITHM": "HS256",
         "JWT_SECRET_KEY": signing_key,
         "JWT_VERIFY": True,
         "JWT_VERIFY_EXPIRATION": True,
-        "JWT_LEEWAY": 0,
+        # Clock skew tolerated on exp and iat, in seconds.
+        "JWT_LEEWAY": env_int("JWT_LEEWAY", 0),
         "JWT_EXPIRATION_DELTA": timedelta(seconds=JWT_ACCESS_TOKEN_LIFETIME),
         "JWT_REFRESH_EXPIRATION_DELTA": timedelta(seconds=JWT_REFRESH_TOKEN_LIFETIME),
         "JWT_ISSUER": env_str("JWT_ISSUER", "gatehouse"),
@@ -170,8 +175,6 @@ FRONTEND_URL = env_str("FRONTEND_URL", "http://localhost:3000")
 GATEHOUSE = {
     # Previous signing keys still accepted for verification (key rotation without a mass logout).
     "JWT_PREVIOUS_SIGNING_KEYS": env_list("JWT_PREVIOUS_SIGNING_KEYS"),
-    # Clock skew tolerated on exp and iat, in seconds.
-    "JWT_LEEWAY": env_int("JWT_LEEWAY", 0),
     "GRAPHQL_PATHS": ("/graphql", "/graphql/"),
     "GRAPHIQL": env_bool("GRAPHIQL", False),
     "INTROSPECTION": env_bool("GRAPHQL_INTROSPECTION", False),

@@ -276,3 +276,25 @@ def test_full_clean_reports_an_email_taken_in_another_case(user):
     assert len(errors["email"]) == 1
     assert errors["email"][0].code == UserErrorCode.UNIQUE.value
     assert User.objects.count() == 1
+
+
+class FakeTTY:
+    """Standard input that says it is a terminal, so createsuperuser prompts."""
+
+    def isatty(self):
+        return True
+
+
+def test_interactive_createsuperuser_asks_again_for_a_username_taken_in_another_case(user, monkeypatch, capsys):
+    # given: the operator types ALICE (taken as alice), then a free name; answers go to the prompts
+    answers = iter(["root@example.com", "ALICE", "root"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": PASSWORD)
+    # when
+    call_command("createsuperuser", interactive=True, stdin=FakeTTY())
+    # then: refused once with a message, then created with the second name
+    assert "already taken" in capsys.readouterr().err
+    root = User.objects.get(email="root@example.com")
+    assert root.username == "root"
+    assert root.is_superuser
+    assert User.objects.count() == 2

@@ -3,7 +3,6 @@
 import time
 
 import pytest
-import redis
 from django.conf import settings
 from django.test import RequestFactory, override_settings
 
@@ -160,16 +159,6 @@ mutation($email: String!, $password: String!) {
   tokenAuth(email: $email, password: $password) { token }
 }
 """
-
-
-@pytest.fixture
-def redis_db():
-    """A separate connection to the test Redis database, empty before and after the test."""
-    connection = redis.Redis.from_url(settings.TEST_REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
 
 
 @pytest.mark.redis

@@ -50,7 +50,7 @@ def test_register_creates_an_active_signed_in_user(db, request_):
     assert stored.last_login is not None
     assert stored.last_login == user.last_login
     claims = access_token_verify(tokens.token)
-    assert claims.user_id == user.pk
+    assert int(claims.subject) == user.pk
     assert tokens.payload["sub"] == str(user.pk)
     assert tokens.refresh_expires_in > tokens.payload["exp"]
 
@@ -166,7 +166,7 @@ def test_authenticate_signs_in_by_email_or_username_in_any_case(user, request_, 
 
     # then
     assert signed_in.pk == user.pk
-    assert access_token_verify(tokens.token).user_id == user.pk
+    assert access_token_verify(tokens.token).subject == str(user.pk)
     assert tokens.payload["exp"] - tokens.payload["iat"] == settings.JWT_ACCESS_TOKEN_LIFETIME
     user.refresh_from_db()
     assert user.last_login is not None

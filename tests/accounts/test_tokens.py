@@ -288,7 +288,7 @@ def test_issued_token_round_trips_with_the_users_claims(user):
     # then
     after = now()
     assert claims.subject == str(user.pk)
-    assert claims.user_id == user.pk
+    assert int(claims.subject) == user.pk
     assert claims.session_id is None
     assert claims.jti == issued.payload["jti"]
     assert claims.issued_at == issued.payload["iat"]
@@ -433,7 +433,7 @@ def test_expired_token_is_expired(seconds_ago):
     # exp is the first instant a token is no longer valid (RFC 7519 4.1.4): exp == now is expired.
     issued = now()
     token = token_for("42", iat=issued - seconds_ago - 60, exp=issued - seconds_ago)
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 0}), pytest.raises(TokenExpired):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 0}), pytest.raises(TokenExpired):
         jwt_decode(token)
 
 
@@ -448,25 +448,25 @@ def test_expired_token_with_a_bad_signature_is_invalid_not_expired():
 def test_leeway_accepts_a_recently_expired_token():
     issued = now()
     token = token_for("42", iat=issued - 60, exp=issued - 5)
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 60}):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 60}):
         assert jwt_decode(token)["sub"] == "42"
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 0}), pytest.raises(TokenExpired):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 0}), pytest.raises(TokenExpired):
         jwt_decode(token)
 
 
 def test_leeway_does_not_stretch_to_a_long_expired_token():
     issued = now()
     token = token_for("42", iat=issued - 200, exp=issued - 120)
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 60}), pytest.raises(TokenExpired):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 60}), pytest.raises(TokenExpired):
         jwt_decode(token)
 
 
 def test_leeway_accepts_a_slightly_future_iat():
     issued = now()
     token = token_for("42", iat=issued + 30, exp=issued + 90)
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 60}):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 60}):
         assert jwt_decode(token)["iat"] == issued + 30
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 0}), pytest.raises(TokenInvalid):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 0}), pytest.raises(TokenInvalid):
         jwt_decode(token)
 
 
@@ -475,7 +475,7 @@ def test_exp_not_after_iat_is_invalid(exp_after_iat):
     # Only reachable within the leeway: the token is neither expired nor too early.
     issued = now() + 20
     token = token_for("42", iat=issued, exp=issued + exp_after_iat)
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 60}), pytest.raises(TokenInvalid):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 60}), pytest.raises(TokenInvalid):
         jwt_decode(token)
 
 

@@ -136,7 +136,7 @@ def test_expired_token_is_token_expired_without_a_query(gql, user, seconds_ago):
     issued = now()
     token = token_for(str(user.pk), iat=issued - 60, exp=issued - seconds_ago)
     # when
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 0}):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 0}):
         response, queries = me_with(gql, f"Bearer {token}")
     # then
     assert_token_error(response, AuthErrorCode.TOKEN_EXPIRED, token=token)
@@ -154,7 +154,7 @@ def test_expired_bool_exp_is_token_invalid(gql, user):
 def test_token_expiring_in_a_minute_is_accepted(gql, user):
     issued = now()
     token = token_for(str(user.pk), iat=issued, exp=issued + 60)
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 0}):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 0}):
         response, _ = me_with(gql, f"Bearer {token}")
     assert_viewer(response, user)
 
@@ -165,7 +165,7 @@ def test_leeway_accepts_a_recently_expired_token_and_no_older_one(gql, user):
     recent = token_for(str(user.pk), iat=issued - 60, exp=issued - 5)
     old = token_for(str(user.pk), iat=issued - 180, exp=issued - 120)
     # when
-    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_LEEWAY": 60}):
+    with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 60}):
         recent_response, _ = me_with(gql, f"Bearer {recent}")
         old_response, _ = me_with(gql, f"Bearer {old}")
     # then

@@ -326,9 +326,10 @@ def test_get_without_a_preflight_header_is_bad_request(client, user, token, head
     assert "alice" not in json.dumps(body)
 
 
-def test_get_refuses_a_mutation(client, db):
+@pytest.mark.parametrize("headers", [pytest.param(PREFLIGHT, id="with-preflight"), pytest.param({}, id="plain")])
+def test_get_refuses_a_mutation_with_405(client, db, headers):
     # when
-    response = client.get("/graphql", {"query": REGISTER, "variables": json.dumps(REGISTER_VARIABLES)}, **PREFLIGHT)
+    response = client.get("/graphql", {"query": REGISTER, "variables": json.dumps(REGISTER_VARIABLES)}, **headers)
     # then
     assert_request_error(response, 405, RequestErrorCode.METHOD_NOT_ALLOWED)
     assert response["Allow"] == "POST"
