@@ -118,3 +118,14 @@ def test_a_registration_that_loses_the_race_at_insert_time_is_a_unique_error_not
     payload = response.json()["data"]["register"]
     assert payload == {"user": None, "errors": [{"field": "email", "code": UserErrorCode.UNIQUE.name}]}
     assert list(User.objects.values_list("username", flat=True)) == ["first"]
+
+
+def test_a_query_that_runs_too_long_is_cancelled_by_the_database():
+    # The statement timeout cuts a runaway query off inside the request.
+    from django.db import OperationalError
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "5s"
+        with pytest.raises(OperationalError, match="statement timeout"):
+            cursor.execute("SET LOCAL statement_timeout = 50; SELECT pg_sleep(1)")

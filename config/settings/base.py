@@ -69,6 +69,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A query that runs too long fails inside the request (a masked INTERNAL_SERVER_ERROR)
+    # instead of holding a worker until gunicorn kills it without an answer.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 5000, minimum=1)}"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # REDIS_URL makes rate limits and shared state common to every process.
