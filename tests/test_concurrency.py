@@ -92,6 +92,7 @@ def test_a_registration_that_loses_the_race_at_insert_time_is_a_unique_error_not
     # given: another transaction has inserted the address but not yet committed, so the
     # service's existence check cannot see it and only the unique index can refuse
     inserted, release = threading.Event(), threading.Event()
+    outcome = {}
 
     def hold_uncommitted_insert():
         from django.db import transaction
@@ -104,20 +105,49 @@ def test_a_registration_that_loses_the_race_at_insert_time_is_a_unique_error_not
         finally:
             connection.close()
 
+    def register_second():
+        try:
+            client = Client(HTTP_HOST="localhost")
+            variables = {"u": "second", "e": "LATE@example.com", "p": "a-Long-passphrase-1"}
+            body = json.dumps({"query": REGISTER, "variables": variables})
+            outcome["response"] = client.post("/graphql", body, "application/json")
+        finally:
+            connection.close()
+
     holder = threading.Thread(target=hold_uncommitted_insert)
     holder.start()
     assert inserted.wait(timeout=10)
-    # when: our registration blocks on the index until the other transaction commits
-    threading.Timer(0.5, release.set).start()
-    client = Client(HTTP_HOST="localhost")
-    variables = {"u": "second", "e": "LATE@example.com", "p": "a-Long-passphrase-1"}
-    response = client.post("/graphql", json.dumps({"query": REGISTER, "variables": variables}), "application/json")
+    # when: our registration runs, and is seen blocked on the unique index before the
+    # other transaction commits (so the insert-time path is the one exercised)
+    second = threading.Thread(target=register_second)
+    second.start()
+    assert wait_for_a_lock_wait(), "the registration never waited on the unique index"
+    release.set()
     holder.join(timeout=10)
+    second.join(timeout=10)
     # then
+    response = outcome["response"]
     assert response.status_code == 200
     payload = response.json()["data"]["register"]
     assert payload == {"user": None, "errors": [{"field": "email", "code": UserErrorCode.UNIQUE.name}]}
     assert list(User.objects.values_list("username", flat=True)) == ["first"]
+
+
+def wait_for_a_lock_wait(timeout: float = 10.0) -> bool:
+    """Return True once another backend of this database waits on a lock."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.01)
+    return False
 
 
 def test_a_query_that_runs_too_long_is_cancelled_by_the_database():

@@ -1,12 +1,25 @@
 """Tests: a fast hasher, fixed keys, generous rate limits (tests that need them set their own)."""
 
+from datetime import timedelta
+
 from config.env import env_str
 from config.settings.base import *  # noqa: F403
 from config.settings.base import GATEHOUSE, graphql_jwt_settings
 
 SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
 JWT_SIGNING_KEY = "test-jwt-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz"
-GRAPHQL_JWT = graphql_jwt_settings(JWT_SIGNING_KEY)
+# Fixed values: a variable left in the developer's shell must not change what tests see.
+JWT_ACCESS_TOKEN_LIFETIME = 300
+JWT_REFRESH_TOKEN_LIFETIME = 7 * 24 * 3600
+GRAPHQL_JWT = {
+    **graphql_jwt_settings(JWT_SIGNING_KEY),
+    "JWT_EXPIRATION_DELTA": timedelta(seconds=JWT_ACCESS_TOKEN_LIFETIME),
+    "JWT_REFRESH_EXPIRATION_DELTA": timedelta(seconds=JWT_REFRESH_TOKEN_LIFETIME),
+    "JWT_ISSUER": "gatehouse",
+    "JWT_AUDIENCE": "gatehouse",
+    "JWT_LEEWAY": 0,
+}
+CORS_ALLOWED_ORIGINS = []
 
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 # The real hasher is tested on its own; everything else hashes fast.
@@ -19,6 +32,8 @@ GATEHOUSE = {
     **GATEHOUSE,
     "GRAPHIQL": True,
     "INTROSPECTION": True,
+    "TRUSTED_PROXY_COUNT": 0,
+    "JWT_PREVIOUS_SIGNING_KEYS": [],
     "LOGIN_RATE_PER_ACCOUNT": None,
     "LOGIN_RATE_PER_ADDRESS": None,
     "REGISTER_RATE_PER_ADDRESS": None,

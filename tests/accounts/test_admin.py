@@ -5,6 +5,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from accounts.error_codes import UserErrorCode
 from accounts.models import User
 from tests.conftest import PASSWORD
 
@@ -102,10 +103,10 @@ def test_add_form_refuses_bad_input_and_writes_nothing(admin_client, user, overr
 @pytest.mark.parametrize(
     ("overrides", "field", "code"),
     [
-        ({"email": "ALICE@example.com"}, "email", "unique"),
-        ({"email": "not-an-address"}, "email", "invalid"),
-        ({"username": "ALICE"}, "username", "unique"),
-        ({"username": "\u0430lice"}, "username", "invalid"),
+        ({"email": "ALICE@example.com"}, "email", UserErrorCode.UNIQUE.value),
+        ({"email": "not-an-address"}, "email", UserErrorCode.INVALID.value),
+        ({"username": "ALICE"}, "username", UserErrorCode.UNIQUE.value),
+        ({"username": "\u0430lice"}, "username", UserErrorCode.INVALID.value),
     ],
     ids=["email-taken", "email-invalid", "username-taken", "username-lookalike"],
 )

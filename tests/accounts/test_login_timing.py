@@ -55,3 +55,22 @@ def test_a_successful_login_computes_one_hash_too(gql, make_user, counting_hashe
     assert codes == []
     assert hashes == 1
     assert User.objects.get(email="ok@example.com").last_login is not None
+
+
+def test_an_oversized_password_is_refused_without_hashing(gql, make_user, counting_hasher, settings):
+    # given: an account, and a password one character over the cap
+    make_user(email="long@example.com")
+    oversized = "x" * (settings.PASSWORD_MAX_LENGTH + 1)
+    # when
+    codes, hashes = attempt(gql, counting_hasher, "long@example.com", oversized)
+    # then: the same answer as any failure, but no hash of a huge input was computed
+    assert codes == [AuthErrorCode.INVALID_CREDENTIALS.value]
+    assert hashes == 0
+
+
+def test_a_password_at_the_cap_is_still_checked(gql, make_user, counting_hasher, settings):
+    at_cap = "x" * settings.PASSWORD_MAX_LENGTH
+    make_user(email="cap@example.com", password=at_cap)
+    codes, hashes = attempt(gql, counting_hasher, "cap@example.com", at_cap)
+    assert codes == []
+    assert hashes == 1

@@ -325,10 +325,6 @@ def test_an_operation_name_for_a_single_anonymous_operation_is_bad_user_input(gq
 # --- masking of unexpected exceptions --------------------------------------------------------
 
 
-def _raise_runtime_error(*args, **kwargs):
-    raise RuntimeError(SECRET)
-
-
 def assert_masked(response) -> dict:
     """Assert the one error in `response` is a generic INTERNAL_SERVER_ERROR; return it."""
     assert response.status_code == 200
@@ -340,12 +336,22 @@ def assert_masked(response) -> dict:
     return body
 
 
-def test_an_unexpected_exception_in_a_resolver_is_masked_and_logged(gql, db, monkeypatch, caplog):
-    # given: a bug in the code that resolves `me`
-    monkeypatch.setattr("schema.queries.viewer", _raise_runtime_error)
+def fail_on(statement: str, exception: Exception):
+    """Return a database execute wrapper that raises `exception` on SQL starting with `statement`."""
+
+    def wrapper(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith(statement):
+            raise exception
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+def test_an_unexpected_exception_in_a_resolver_is_masked_and_logged(gql, user, token, caplog):
+    # given: something unforeseen breaks while `me` loads the viewer
     # when
-    with caplog.at_level(logging.ERROR):
-        response = gql.post(ME)
+    with caplog.at_level(logging.ERROR), connection.execute_wrapper(fail_on("SELECT", RuntimeError(SECRET))):
+        response = gql.post(ME, token=token)
     # then
     body = assert_masked(response)
     assert body["data"] == {"me": None}
@@ -357,26 +363,23 @@ def test_an_unexpected_exception_in_a_resolver_is_masked_and_logged(gql, db, mon
     assert str(logged[0].exc_info[1]) == SECRET
 
 
-def test_an_unexpected_exception_in_a_mutation_is_masked_and_writes_nothing(gql, db, monkeypatch, caplog):
-    # given
-    monkeypatch.setattr("schema.mutations.user_register", _raise_runtime_error)
+def test_a_mutation_that_fails_half_way_is_masked_and_leaves_no_partial_write(gql, db, caplog):
+    # given: the account row is inserted, then recording the sign-in fails
     # when
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.ERROR), connection.execute_wrapper(fail_on("UPDATE", RuntimeError(SECRET))):
         response = gql.post(REGISTER, REGISTER_VARIABLES)
-    # then
+    # then: the insert was rolled back with the rest of the service's transaction
     body = assert_masked(response)
     assert body["data"] == {"register": None}
     assert not User.objects.exists()
     assert any(record.exc_info and str(record.exc_info[1]) == SECRET for record in caplog.records)
 
 
-def test_a_database_failure_is_masked_like_any_other_error(gql, user, token, monkeypatch, caplog):
+def test_a_database_failure_is_masked_like_any_other_error(gql, user, token, caplog):
     # given: the database fails on the query that loads the viewer
-    def fail(execute, sql, params, many, context):
-        raise DatabaseError(f'relation "accounts_user" does not exist: {sql}')
-
+    failure = DatabaseError('relation "accounts_user" does not exist: SELECT * FROM accounts_user')
     # when
-    with caplog.at_level(logging.ERROR), connection.execute_wrapper(fail):
+    with caplog.at_level(logging.ERROR), connection.execute_wrapper(fail_on("SELECT", failure)):
         response = gql.post(ME, token=token)
     # then
     body = assert_masked(response)
@@ -384,8 +387,8 @@ def test_a_database_failure_is_masked_like_any_other_error(gql, user, token, mon
     assert any(record.exc_info and record.exc_info[0] is DatabaseError for record in caplog.records)
 
     # and the generic message is the same whatever failed
-    monkeypatch.setattr("schema.queries.viewer", _raise_runtime_error)
-    other = assert_masked(gql.post(ME))
+    with connection.execute_wrapper(fail_on("SELECT", RuntimeError(SECRET))):
+        other = assert_masked(gql.post(ME, token=token))
     assert other["errors"][0]["message"] == body["errors"][0]["message"]
 
 
