@@ -49,10 +49,6 @@ class BearerAuthentication:
         except AuthError as exc:
             self.error = exc
 
-    @property
-    def has_credentials(self) -> bool:
-        return self.claims is not None or self.error is not None
-
     def get_user(self):
         """Return the authenticated user, or None for an anonymous request.
 

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from accounts.error_codes import UserErrorCode
 from accounts.validators import (
     EMAIL_MAX_LENGTH,
     USERNAME_MAX_LENGTH,
@@ -91,7 +92,7 @@ class User(AbstractBaseUser, PermissionsMixin):
             models.UniqueConstraint(
                 Lower("username"),
                 name="accounts_user_username_ci_unique",
-                violation_error_code="unique",
+                violation_error_code=UserErrorCode.UNIQUE.value,
                 violation_error_message="A user with that username already exists.",
             ),
             # Emails are stored canonical (lowercase); this keeps any writer honest.

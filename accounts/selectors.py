@@ -38,9 +38,7 @@ def user_get_by_login(*, email: str | None = None, username: str | None = None) 
         if email is not None:
             return User.objects.filter(email=canonical_email(email)).first()
         if username is not None:
-            name = canonical_username(username)
-            # LOWER(username) = ... uses the case-insensitive unique index on Postgres.
-            return User.objects.alias(username_ci=Lower("username")).filter(username_ci=name.lower()).first()
+            return _by_username(canonical_username(username)).first()
     except ValidationError:
         return None
     return None
@@ -57,8 +55,13 @@ def user_get_visible(*, viewer: User | None, user_id: int) -> User | None:
     return None
 
 
+def _by_username(username: str):
+    # LOWER(username) = ... uses the case-insensitive unique index on Postgres.
+    return User.objects.alias(username_ci=Lower("username")).filter(username_ci=username.lower())
+
+
 def username_taken(username: str) -> bool:
-    return User.objects.alias(username_ci=Lower("username")).filter(username_ci=username.lower()).exists()
+    return _by_username(username).exists()
 
 
 def email_taken(email: str) -> bool:

@@ -1,7 +1,5 @@
 """The account rules that write: registration and sign-in. Nothing else writes accounts."""
 
-import logging
-
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
@@ -18,13 +16,16 @@ from accounts.selectors import email_taken, user_get_by_login, username_taken
 from accounts.tokens import IssuedTokens, access_token_issue
 from accounts.validators import canonical_email, canonical_username, login_key
 
-logger = logging.getLogger(__name__)
-
 
 def _required(value: str | None, message: str) -> str:
     if value is None or not value.strip():
         raise ValidationError(message, code=UserErrorCode.REQUIRED.value)
     return value
+
+
+def _taken(field: str) -> ValidationError:
+    """Return the UNIQUE error of `field`, with the model's own message."""
+    return ValidationError(User._meta.get_field(field).error_messages["unique"], code=UserErrorCode.UNIQUE.value)
 
 
 def _clean_registration(*, username: str, email: str, password: str) -> tuple[str, str]:
@@ -40,9 +41,9 @@ def _clean_registration(*, username: str, email: str, password: str) -> tuple[st
         except ValidationError as exc:
             errors[field] = exc
     if "username" in clean and username_taken(clean["username"]):
-        errors["username"] = ValidationError(User._meta.get_field("username").error_messages["unique"], code="unique")
+        errors["username"] = _taken("username")
     if "email" in clean and email_taken(clean["email"]):
-        errors["email"] = ValidationError(User._meta.get_field("email").error_messages["unique"], code="unique")
+        errors["email"] = _taken("email")
     try:
         _required(password, "Choose a password.")
         # The validators compare the password with the account's own attributes.
@@ -76,9 +77,7 @@ def user_register(*, request, username: str, email: str, password: str) -> tuple
         # Another registration committed the same username or email between our check and
         # our insert; the database refused the second one. Say which, as a field error.
         field = "email" if email_taken(email) else "username"
-        raise ValidationError(
-            {field: ValidationError(User._meta.get_field(field).error_messages["unique"], code="unique")}
-        ) from None
+        raise ValidationError({field: _taken(field)}) from None
     return user, _sign_in(user)
 
 
@@ -110,10 +109,10 @@ def user_authenticate(
     too often. Every attempt counts, whatever its outcome.
     """
     login_attempt_count(request=request, email=email, username=username)
-    user = user_get_by_login(email=email, username=username)
     if len(password) > settings.PASSWORD_MAX_LENGTH:
-        # Never hash megabytes; no account can have this password anyway.
+        # Never hash megabytes (nor look anyone up): no account can have this password.
         raise InvalidCredentials
+    user = user_get_by_login(email=email, username=username)
     if user is None or not user.has_usable_password():
         # Hash anyway, so an unknown account (or one without a password, which Django
         # refuses without hashing) takes as long as a wrong password, as

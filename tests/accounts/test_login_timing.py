@@ -74,3 +74,16 @@ def test_a_password_at_the_cap_is_still_checked(gql, make_user, counting_hasher,
     codes, hashes = attempt(gql, counting_hasher, "cap@example.com", at_cap)
     assert codes == []
     assert hashes == 1
+
+
+def test_an_oversized_password_never_reads_the_accounts(gql, make_user, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_user(email="long@example.com")
+    with CaptureQueriesContext(connection) as queries:
+        body = gql(LOGIN, {"e": "long@example.com", "p": "x" * (settings.PASSWORD_MAX_LENGTH + 1)})
+    assert error_codes(body) == [AuthErrorCode.INVALID_CREDENTIALS.value]
+    # Only the service's transaction bookkeeping (savepoints) runs; no account is looked up.
+    assert [q["sql"] for q in queries.captured_queries if "accounts_user" in q["sql"]] == []
+    assert all(q["sql"].split()[0] in {"SAVEPOINT", "RELEASE", "ROLLBACK"} for q in queries.captured_queries)
