@@ -17,6 +17,7 @@ class UserErrorCode(Enum):
     PASSWORD_ENTIRELY_NUMERIC = "password_entirely_numeric"
     PASSWORD_TOO_SIMILAR = "password_too_similar"
     INVALID_TOKEN = "invalid_token"
+    NOT_FOUND = "not_found"
 
 
 class AuthErrorCode(Enum):

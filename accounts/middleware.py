@@ -5,6 +5,7 @@ from django.utils.functional import SimpleLazyObject
 from graphql_jwt.settings import jwt_settings
 
 from accounts.authentication import BearerAuthentication
+from accounts.cookies import refresh_cookie_apply
 
 
 class JSONWebTokenMiddleware:
@@ -13,7 +14,8 @@ class JSONWebTokenMiddleware:
     This is Django middleware, not graphene middleware, so it runs once per request instead
     of once per resolved field. On these paths the Bearer token is the only credential:
     `request.user` is replaced, so a Django session cookie (the admin's) never
-    authenticates a GraphQL request, and tokens are never read from cookies or the URL.
+    authenticates a GraphQL request, and access tokens are never read from cookies or the
+    URL. In cookie mode it also writes the refresh token cookie the mutations asked for.
     """
 
     def __init__(self, get_response):
@@ -24,4 +26,8 @@ class JSONWebTokenMiddleware:
             auth = BearerAuthentication(request.META.get(jwt_settings.JWT_AUTH_HEADER_NAME))
             request.auth = auth
             request.user = SimpleLazyObject(auth.get_user_or_anonymous)
+            response = self.get_response(request)
+            # Cookie mode: the refresh token cookie a sign-in, refresh or logout asked for.
+            refresh_cookie_apply(request, response)
+            return response
         return self.get_response(request)

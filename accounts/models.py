@@ -1,5 +1,9 @@
 """The account model: the seed's custom User (username, email, password), done safely."""
 
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import ValidationError
@@ -10,6 +14,7 @@ from django.utils import timezone
 from accounts.error_codes import UserErrorCode
 from accounts.validators import (
     EMAIL_MAX_LENGTH,
+    USER_AGENT_MAX_LENGTH,
     USERNAME_MAX_LENGTH,
     canonical_email,
     canonical_username,
@@ -134,3 +139,83 @@ class User(AbstractBaseUser, PermissionsMixin):
             errors = {**errors, **exc.error_dict}
         if errors:
             raise ValidationError(errors)
+
+
+class SessionEndReason(models.TextChoices):
+    """Why a session ended before its expiry; recorded on the session."""
+
+    LOGOUT = "logout", "Signed out"
+    LOGOUT_ALL = "logout_all", "Signed out everywhere"
+    REVOKED_BY_USER = "revoked_by_user", "Ended by the user from another session"
+    REFRESH_TOKEN_REUSE = "refresh_token_reuse", "A used refresh token was presented again"
+    PASSWORD_CHANGE = "password_change", "Password changed"
+    PASSWORD_RESET = "password_reset", "Password reset"
+    DEACTIVATED = "deactivated", "Account deactivated"
+    ADMIN = "admin", "Ended by an administrator"
+
+
+class Session(models.Model):
+    """One sign-in: what every access and refresh token of that sign-in belongs to.
+
+    Ending it (`revoked_at`) ends all of its tokens on the next request. Its id is random
+    (access tokens carry it as `sid`), so sessions cannot be counted or guessed.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
+    created_at = models.DateTimeField(default=timezone.now, help_text="When the user signed in.")
+    last_used_at = models.DateTimeField(
+        default=timezone.now, help_text="When the session was opened or last refreshed; idle expiry counts from here."
+    )
+    expires_at = models.DateTimeField(help_text="Absolute expiry: no refresh extends the session past this.")
+    user_agent = models.CharField(max_length=USER_AGENT_MAX_LENGTH, blank=True, default="")
+    ip_address = models.GenericIPAddressField(null=True, blank=True, help_text="The client's address at sign-in.")
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="When the session was ended; null while live.")
+    revoked_reason = models.CharField(max_length=32, choices=SessionEndReason.choices, blank=True, default="")
+
+    class Meta:
+        verbose_name = "session"
+        verbose_name_plural = "sessions"
+        indexes = [
+            models.Index(fields=["user", "revoked_at"], name="accounts_session_user_live"),
+            models.Index(fields=["expires_at"], name="accounts_session_expires"),
+            models.Index(fields=["revoked_at"], name="accounts_session_revoked"),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id}:{self.id.hex[:8]}"
+
+    def idle_expires_at(self):
+        """Return when the session expires if it is not refreshed before then."""
+        return self.last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME)
+
+    def ends_at(self):
+        """Return when the session expires: the earlier of its idle and absolute expiry."""
+        return min(self.expires_at, self.idle_expires_at())
+
+    def is_expired(self, now=None) -> bool:
+        return self.ends_at() <= (now or timezone.now())
+
+    def is_live(self, now=None) -> bool:
+        return self.revoked_at is None and not self.is_expired(now)
+
+
+class RefreshToken(models.Model):
+    """One refresh token of a session, stored only as a SHA-256 digest.
+
+    Refresh tokens are 256 random bits, so a fast digest is as safe as a slow one and
+    lets the token be found by an index. Used tokens are kept while the session lives:
+    presenting one again is how a stolen, replayed token is detected.
+    """
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="refresh_tokens")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True, help_text="When it was exchanged for its successor.")
+
+    class Meta:
+        verbose_name = "refresh token"
+        verbose_name_plural = "refresh tokens"
+
+    def __str__(self):
+        return f"{self.session_id}:{self.pk}"

@@ -1,10 +1,15 @@
-"""Access tokens: short-lived HS256 JWTs, issued and verified against an allow-list.
+"""Tokens: short-lived HS256 access JWTs, and opaque refresh tokens stored as digests.
 
 django-graphql-jwt's settings (GRAPHQL_JWT) hold the algorithm, key, lifetimes, issuer
 and audience, and its handler settings point here, so its helpers and ours agree. What
 the library leaves out (RFC 8725) is added: a `kid` per signing key for rotation, a
 header allow-list, required and type-checked claims, an exact audience, a token type,
-and refusal of tokens whose lifetime or issue time is absurd.
+and refusal of tokens whose lifetime or issue time is absurd. Every access token names its
+session (`sid`), which is what makes logout reach access tokens.
+
+Refresh tokens are not JWTs: 256 random bits, base64url, shown to the client once and
+stored only as a SHA-256 digest (see accounts.models.RefreshToken). The two shapes
+cannot be mistaken for each other: a refresh token has no dots, an access token does.
 """
 
 import hashlib
@@ -23,13 +28,16 @@ from graphql_jwt.settings import jwt_settings
 from accounts.exceptions import TokenExpired, TokenInvalid
 
 ACCESS = "access"
-REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud", "token_type")
+REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud", "token_type", "sid")
 ALLOWED_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 # Three base64url segments; anything else is refused before a byte is decoded.
 _JWS_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _SUBJECT = re.compile(r"[1-9][0-9]{0,18}")
 MAX_USER_ID = 2**63 - 1  # the largest primary key a database bigint holds
 _JTI = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_SID = re.compile(r"[0-9a-f]{32}")  # a session's UUID, as hex
+REFRESH_TOKEN_BYTES = 32
+_REFRESH_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes in unpadded base64url
 
 
 @dataclass(frozen=True)
@@ -37,22 +45,29 @@ class AccessClaims:
     """The verified claims of an access token."""
 
     subject: str
-    session_id: str | None
+    session_id: str
     jti: str
     issued_at: int
     expires_at: int
+    payload: dict
 
 
 @dataclass(frozen=True)
-class IssuedTokens:
-    """What a sign-in hands to the client."""
+class SessionTokens:
+    """What a sign-in or a refresh hands to the client."""
 
     token: str
     payload: dict
+    refresh_token: str
     refresh_expires_in: int
 
     def as_payload(self) -> dict:
-        return {"token": self.token, "payload": self.payload, "refresh_expires_in": self.refresh_expires_in}
+        return {
+            "token": self.token,
+            "payload": self.payload,
+            "refresh_token": self.refresh_token,
+            "refresh_expires_in": self.refresh_expires_in,
+        }
 
 
 def key_id(key: str) -> str:
@@ -72,14 +87,19 @@ def _reset_keys(*, setting, **kwargs):
         _verification_keys.cache_clear()
 
 
-def jwt_payload(user, context=None, *, session_id: str | None = None) -> dict:
-    """Return the claims of a new access token for `user` (django-graphql-jwt's payload handler)."""
+def jwt_payload(user, context=None, *, session_id: str | None = None, not_after: int | None = None) -> dict:
+    """Return the claims of a new access token for `user` (django-graphql-jwt's payload handler).
+
+    `not_after` caps the expiry (the session's own end). Without `session_id` (the
+    library's `get_token` helper) the token names no session and is refused on use.
+    """
     now = int(time.time())
+    expires = now + int(jwt_settings.JWT_EXPIRATION_DELTA.total_seconds())
     payload = {
         # The primary key, never the email: an email change must not move a token.
         "sub": str(user.pk),
         "iat": now,
-        "exp": now + int(jwt_settings.JWT_EXPIRATION_DELTA.total_seconds()),
+        "exp": expires if not_after is None else max(now + 1, min(expires, not_after)),
         "jti": secrets.token_urlsafe(16),
         "iss": jwt_settings.JWT_ISSUER,
         "aud": jwt_settings.JWT_AUDIENCE,
@@ -159,14 +179,14 @@ def _header_key(header) -> str:
 def _check_claim_types(payload: dict, leeway: int) -> None:
     now = int(time.time())
     sub, jti, iat, exp = payload["sub"], payload["jti"], payload["iat"], payload["exp"]
-    sid = payload.get("sid")
+    sid = payload["sid"]
     if not (isinstance(sub, str) and _SUBJECT.fullmatch(sub) and int(sub) <= MAX_USER_ID):
         raise TokenInvalid
     if not (isinstance(jti, str) and _JTI.fullmatch(jti)):
         raise TokenInvalid
     if payload["token_type"] != ACCESS:
         raise TokenInvalid
-    if sid is not None and not (isinstance(sid, str) and 0 < len(sid) <= 64):
+    if not (isinstance(sid, str) and _SID.fullmatch(sid)):
         raise TokenInvalid
     for claim in (iat, exp):
         if type(claim) is not int:  # bool is an int to Python, not to us
@@ -177,12 +197,15 @@ def _check_claim_types(payload: dict, leeway: int) -> None:
         raise TokenInvalid
 
 
-def access_token_issue(*, user, session_id: str | None = None) -> IssuedTokens:
-    """Return a signed access token for `user` with its claims."""
-    payload = jwt_settings.JWT_PAYLOAD_HANDLER(user, session_id=session_id)
-    token = jwt_settings.JWT_ENCODE_HANDLER(payload)
-    refresh_expires_in = payload["iat"] + int(jwt_settings.JWT_REFRESH_EXPIRATION_DELTA.total_seconds())
-    return IssuedTokens(token=token, payload=payload, refresh_expires_in=refresh_expires_in)
+def access_token_issue(*, user, session) -> tuple[str, dict]:
+    """Return a signed access token of `session` for `user`, and its claims.
+
+    The token never outlives its session: its expiry is capped at the session's end.
+    """
+    payload = jwt_settings.JWT_PAYLOAD_HANDLER(
+        user, session_id=session.id.hex, not_after=int(session.ends_at().timestamp())
+    )
+    return jwt_settings.JWT_ENCODE_HANDLER(payload), payload
 
 
 def access_token_verify(token: str) -> AccessClaims:
@@ -190,8 +213,26 @@ def access_token_verify(token: str) -> AccessClaims:
     payload = jwt_settings.JWT_DECODE_HANDLER(token)
     return AccessClaims(
         subject=payload["sub"],
-        session_id=payload.get("sid"),
+        session_id=payload["sid"],
         jti=payload["jti"],
         issued_at=payload["iat"],
         expires_at=payload["exp"],
+        payload=payload,
     )
+
+
+def refresh_token_generate() -> tuple[str, str]:
+    """Return a new refresh token and the digest to store: 256 bits from the OS CSPRNG."""
+    token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    return token, refresh_token_digest(token)
+
+
+def refresh_token_digest(token) -> str:
+    """Return the stored digest of a refresh token; raise TokenInvalid for any other shape.
+
+    An access token, a JWT or any string we could not have issued is refused here,
+    before a query.
+    """
+    if not isinstance(token, str) or not _REFRESH_TOKEN.fullmatch(token):
+        raise TokenInvalid
+    return hashlib.sha256(token.encode()).hexdigest()

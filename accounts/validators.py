@@ -15,6 +15,7 @@ from accounts.error_codes import UserErrorCode
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path.
 USERNAME_MAX_LENGTH = 150
+USER_AGENT_MAX_LENGTH = 512
 
 _email_validator = EmailValidator(message="Enter a valid email address.", code=UserErrorCode.INVALID.value)
 username_validator = ASCIIUsernameValidator(
@@ -26,6 +27,19 @@ username_validator = ASCIIUsernameValidator(
 def has_control_characters(value: str) -> bool:
     """Return whether `value` holds NUL or any other control or format character."""
     return any(unicodedata.category(char) in {"Cc", "Cf", "Cs"} for char in value)
+
+
+def clean_user_agent(value: str | None) -> str:
+    """Return a client's User-Agent as recorded on a session: printable and bounded.
+
+    The header is the client's to choose: control characters are dropped (they would
+    break log lines and admin pages) and it is cut at USER_AGENT_MAX_LENGTH.
+    """
+    if not value:
+        return ""
+    text = value[: USER_AGENT_MAX_LENGTH * 2]
+    text = "".join(char for char in text if unicodedata.category(char) not in {"Cc", "Cf", "Cs"})
+    return text.strip()[:USER_AGENT_MAX_LENGTH]
 
 
 def canonical_email(value: str) -> str:

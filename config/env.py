@@ -68,3 +68,14 @@ def env_rate(name: str, default: str) -> tuple[int, int] | None:
     if count < 1 or seconds < 1:
         raise ImproperlyConfigured(f"{name} must have a positive count and window.")
     return count, seconds
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Return one of `choices`, matched ignoring case and returned in its listed spelling."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {raw!r}.")

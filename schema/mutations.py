@@ -1,12 +1,47 @@
-"""Root mutation fields. Each one unpacks, calls one service, translates errors, returns."""
+"""Root mutation fields. Each one unpacks, calls one service, translates errors, returns.
+
+Names and payload fields follow django-graphql-jwt (`tokenAuth`, `verifyToken`,
+`refreshToken`, `revokeToken`, `deleteRefreshTokenCookie`; `token`, `payload`,
+`refreshToken`, `refreshExpiresIn`) so that its clients can move over unchanged.
+"""
+
+import binascii
 
 import graphene
 from django.core.exceptions import ValidationError
 from graphene.types.generic import GenericScalar
+from graphql_relay import from_global_id
 
-from accounts.services import user_authenticate, user_register
+from accounts.cookies import (
+    cookie_mode,
+    refresh_cookie_clear,
+    refresh_cookie_name,
+    refresh_token_deliver,
+    refresh_token_from_request,
+)
+from accounts.models import SessionEndReason
+from accounts.selectors import access_token_check
+from accounts.services import (
+    refresh_token_revoke,
+    refresh_token_rotate,
+    session_revoke,
+    session_revoke_all,
+    user_authenticate,
+    user_register,
+)
+from accounts.tokens import SessionTokens
 from schema.errors import RequestErrorCode, UserError, coded_error, user_errors_from
-from schema.types import UserType
+from schema.types import SessionType, UserType, session_uuid
+from schema.viewer import viewer_required
+
+REFRESH_TOKEN_OUT = "The refresh token: keep it secret, use it once. Null in cookie mode, where it is a cookie."  # noqa: S105
+REFRESH_TOKEN_IN = "The refresh token; omit it in cookie mode to use the cookie."  # noqa: S105
+REFRESH_EXPIRES_IN = "Unix time after which this session can no longer be refreshed, unless refreshed before."
+
+
+def _session_tokens(info, tokens: SessionTokens) -> dict:
+    """Return the payload fields of new session tokens; in cookie mode the refresh token goes to the cookie."""
+    return {**tokens.as_payload(), "refresh_token": refresh_token_deliver(info.context, tokens)}
 
 
 class Register(graphene.Mutation):
@@ -24,7 +59,10 @@ class Register(graphene.Mutation):
         password = graphene.String(required=True, description="Checked by the password validators.")
 
     user = graphene.Field(UserType, description="The new account; null when `errors` is not empty.")
-    token = graphene.String(description="Access token for the new account; null when `errors` is not empty.")
+    token = graphene.String(description="Access token for the new session; null when `errors` is not empty.")
+    payload = GenericScalar(description="The access token's claims; null when `errors` is not empty.")
+    refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
+    refresh_expires_in = graphene.Int(description=REFRESH_EXPIRES_IN)
     errors = graphene.List(
         graphene.NonNull(UserError), required=True, description="Why the input was refused; empty on success."
     )
@@ -35,7 +73,7 @@ class Register(graphene.Mutation):
             user, tokens = user_register(request=info.context, username=username, email=email, password=password)
         except ValidationError as exc:
             return cls(errors=user_errors_from(exc))
-        return cls(user=user, token=tokens.token, errors=[])
+        return cls(user=user, errors=[], **_session_tokens(info, tokens))
 
 
 class TokenAuth(graphene.Mutation):
@@ -52,9 +90,8 @@ class TokenAuth(graphene.Mutation):
 
     token = graphene.String(required=True, description="Access token: send it as `Authorization: Bearer <token>`.")
     payload = GenericScalar(required=True, description="The access token's claims.")
-    refresh_expires_in = graphene.Int(
-        required=True, description="Unix time after which this sign-in can no longer be renewed."
-    )
+    refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
+    refresh_expires_in = graphene.Int(required=True, description=REFRESH_EXPIRES_IN)
     user = graphene.Field(UserType, required=True, description="The signed-in account.")
 
     @classmethod
@@ -62,11 +99,135 @@ class TokenAuth(graphene.Mutation):
         if (email is None) == (username is None):
             raise coded_error("Give either `email` or `username`, not both.", RequestErrorCode.BAD_USER_INPUT)
         user, tokens = user_authenticate(request=info.context, email=email, username=username, password=password)
-        return cls(user=user, **tokens.as_payload())
+        return cls(user=user, **_session_tokens(info, tokens))
+
+
+class Verify(graphene.Mutation):
+    """Check an access token as a request would: signature, claims, session and account.
+
+    Any failure is the top-level error TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED.
+    """
+
+    class Arguments:
+        token = graphene.String(required=True, description="An access token.")
+
+    payload = GenericScalar(required=True, description="The token's claims.")
+
+    @classmethod
+    def mutate(cls, root, info, token):
+        return cls(payload=access_token_check(token))
+
+
+class Refresh(graphene.Mutation):
+    """Exchange a refresh token for a new access token and a new refresh token.
+
+    The presented refresh token is used up. Presenting it again within a few seconds is
+    refused (TOKEN_INVALID) and harmless; later, it is taken for a stolen copy and the
+    whole session ends (TOKEN_REVOKED). An ended session or account is TOKEN_REVOKED, an
+    expired session TOKEN_EXPIRED.
+    """
+
+    class Arguments:
+        refresh_token = graphene.String(description=REFRESH_TOKEN_IN)
+
+    token = graphene.String(required=True, description="A new access token of the same session.")
+    payload = GenericScalar(required=True, description="The new access token's claims.")
+    refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
+    refresh_expires_in = graphene.Int(required=True, description=REFRESH_EXPIRES_IN)
+
+    @classmethod
+    def mutate(cls, root, info, refresh_token=None):
+        presented = refresh_token_from_request(info.context, refresh_token)
+        _user, tokens = refresh_token_rotate(refresh_token=presented)
+        return cls(**_session_tokens(info, tokens))
+
+
+class Revoke(graphene.Mutation):
+    """Sign out: end the session a refresh token belongs to, with all of its tokens.
+
+    Its access tokens fail with TOKEN_REVOKED from the next request on.
+    """
+
+    class Arguments:
+        refresh_token = graphene.String(description=REFRESH_TOKEN_IN)
+
+    revoked = graphene.Int(required=True, description="Unix time at which the session ended.")
+
+    @classmethod
+    def mutate(cls, root, info, refresh_token=None):
+        presented = refresh_token_from_request(info.context, refresh_token)
+        if refresh_token is None:
+            # The cookie is done with, whether or not its session was still live.
+            refresh_cookie_clear(info.context)
+        session = refresh_token_revoke(refresh_token=presented)
+        return cls(revoked=int(session.revoked_at.timestamp()))
+
+
+class LogoutAll(graphene.Mutation):
+    """Sign out everywhere: end every session of the signed-in user, this one included."""
+
+    success = graphene.Boolean(required=True, description="True when every session has ended.")
+    revoked_sessions = graphene.Int(required=True, description="How many live sessions were ended.")
+
+    @classmethod
+    def mutate(cls, root, info):
+        user = viewer_required(info)
+        count = session_revoke_all(user=user, reason=SessionEndReason.LOGOUT_ALL)
+        if cookie_mode():
+            refresh_cookie_clear(info.context)
+        return cls(success=True, revoked_sessions=count)
+
+
+class RevokeSession(graphene.Mutation):
+    """End one of your own sessions (another device), by the `id` that `me { sessions }` lists."""
+
+    class Arguments:
+        id = graphene.ID(required=True, description="The session's global ID.")
+
+    success = graphene.Boolean(required=True, description="True when the session has ended.")
+    errors = graphene.List(
+        graphene.NonNull(UserError), required=True, description="Why nothing was ended; empty on success."
+    )
+
+    @classmethod
+    def mutate(cls, root, info, id):
+        user = viewer_required(info)
+        try:
+            session_revoke(user=user, session_id=_session_id_from_global_id(id))
+        except ValidationError as exc:
+            return cls(success=False, errors=user_errors_from(exc))
+        return cls(success=True, errors=[])
+
+
+def _session_id_from_global_id(global_id: str):
+    try:
+        type_name, object_id = from_global_id(global_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        return None
+    if type_name != SessionType._meta.name:
+        return None
+    return session_uuid(object_id)
+
+
+class DeleteRefreshTokenCookie(graphene.Mutation):
+    """Delete the refresh token cookie (cookie mode). It does not end the session: `revokeToken` does."""
+
+    deleted = graphene.Boolean(required=True, description="Whether the request carried the cookie.")
+
+    @classmethod
+    def mutate(cls, root, info):
+        refresh_cookie_clear(info.context)
+        return cls(deleted=refresh_cookie_name() in info.context.COOKIES)
 
 
 class Mutation(graphene.ObjectType):
-    """Create accounts and sign in."""
+    """Create accounts, sign in and out, and manage sessions."""
 
     register = Register.Field(description="Create an account and sign it in.")
-    token_auth = TokenAuth.Field(description="Sign in and get an access token.")
+    token_auth = TokenAuth.Field(description="Sign in and get an access token and a refresh token.")
+    verify_token = Verify.Field(description="Check an access token: signature, claims, session and account.")
+    refresh_token = Refresh.Field(description="Rotate a refresh token: a new access token and a new refresh token.")
+    revoke_token = Revoke.Field(description="Sign out the session of a refresh token.")
+    logout_all = LogoutAll.Field(description="Sign out every session of the signed-in user.")
+    revoke_session = RevokeSession.Field(description="End one of your own sessions.")
+    delete_refresh_token_cookie = DeleteRefreshTokenCookie.Field(description="Delete the refresh token cookie.")

@@ -1,14 +1,15 @@
 """GraphQL object types. Fields are allow-listed: nothing private is ever exposed."""
 
 import binascii
+import uuid
 
 import graphene
 from graphene import relay
 from graphene_django import DjangoObjectType
 from graphql_relay import from_global_id
 
-from accounts.models import User
-from accounts.selectors import user_get_visible
+from accounts.models import Session, User
+from accounts.selectors import session_get_live, session_list_live, user_get_visible
 from schema.errors import RequestErrorCode, coded_error
 from schema.viewer import viewer
 
@@ -57,6 +58,11 @@ class UserType(DjangoObjectType):
     date_joined = graphene.DateTime(required=True, description="When the account was created.")
     last_login = graphene.DateTime(description="When the account last signed in; null if never.")
     is_email_verified = graphene.Boolean(required=True, description="Whether the email address has been confirmed.")
+    sessions = graphene.List(
+        graphene.NonNull(lambda: SessionType),
+        description="Your live sessions (sign-ins), most recently used first, at most 100; "
+        "null for anyone else's account.",
+    )
 
     @classmethod
     def get_node(cls, info, id):
@@ -67,3 +73,53 @@ class UserType(DjangoObjectType):
         if not 0 < user_id < 2**63:
             return None
         return user_get_visible(viewer=viewer(info), user_id=user_id)
+
+    @staticmethod
+    def resolve_sessions(user, info):
+        # Only the account's owner sees its devices and addresses; not even staff.
+        if user != viewer(info):
+            return None
+        return session_list_live(user=user)
+
+
+def session_uuid(value) -> uuid.UUID | None:
+    """Return the session UUID a string names (hex or canonical form), or None."""
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+class SessionType(DjangoObjectType):
+    """One sign-in of your account: a device or browser holding a refresh token."""
+
+    class Meta:
+        model = Session
+        name = "Session"
+        interfaces = (Node,)
+        fields = ("id", "created_at", "last_used_at", "expires_at", "user_agent", "ip_address")
+
+    created_at = graphene.DateTime(required=True, description="When you signed in.")
+    last_used_at = graphene.DateTime(required=True, description="When the session was opened or last refreshed.")
+    expires_at = graphene.DateTime(
+        required=True, description="When the session ends unless refreshed first (its idle or absolute end)."
+    )
+    user_agent = graphene.String(required=True, description="The browser or app that signed in, as it named itself.")
+    ip_address = graphene.String(description="The client address at sign-in; null if unknown.")
+    current = graphene.Boolean(required=True, description="Whether this is the session of the request's token.")
+
+    @staticmethod
+    def resolve_expires_at(session, info):
+        return session.ends_at()
+
+    @staticmethod
+    def resolve_current(session, info):
+        claims = info.context.auth.claims
+        return claims is not None and claims.session_id == session.id.hex
+
+    @classmethod
+    def get_node(cls, info, id):
+        session_id, user = session_uuid(id), viewer(info)
+        if session_id is None or user is None:
+            return None
+        return session_get_live(user=user, session_id=session_id)

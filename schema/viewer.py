@@ -1,5 +1,7 @@
 """Who is asking: the request's Bearer authentication, as resolvers see it."""
 
+from accounts.exceptions import Unauthenticated
+
 
 def viewer(info):
     """Return the authenticated user, or None when the request carries no token.
@@ -9,3 +11,11 @@ def viewer(info):
     """
     auth = getattr(info.context, "auth", None)
     return auth.get_user() if auth is not None else None
+
+
+def viewer_required(info):
+    """Return the authenticated user; raise UNAUTHENTICATED for an anonymous request."""
+    user = viewer(info)
+    if user is None:
+        raise Unauthenticated
+    return user

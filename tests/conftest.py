@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import User
-from accounts.tokens import access_token_issue
+from accounts.services import session_open
 from schema.views import persisted_queries
 
 PASSWORD = "correct-Horse-battery-staple"
@@ -82,7 +82,8 @@ def user(make_user):
 
 @pytest.fixture
 def token(user):
-    return access_token_issue(user=user).token
+    """An access token of a new session of `user`."""
+    return session_open(user=user).token
 
 
 def error_codes(body: dict) -> list[str]:

@@ -5,7 +5,7 @@ import logging
 import pytest
 from django.db import connection
 
-from accounts.tokens import access_token_issue
+from accounts.services import session_open
 from schema.errors import RequestErrorCode
 from tests.conftest import PASSWORD
 
@@ -34,7 +34,7 @@ def everything_logged(caplog):
 def test_no_password_or_token_in_the_logs_of_any_outcome(gql, make_user, everything_logged):
     # given
     user = make_user(email="canary@example.com", password=SECRET_PASSWORD)
-    token = access_token_issue(user=user).token
+    token = session_open(user=user).token
     # when: successes, refusals, a forged token, a crash and malformed input
     issued = gql(LOGIN, {"e": "canary@example.com", "p": SECRET_PASSWORD})["data"]["tokenAuth"]["token"]
     gql(LOGIN, {"e": "canary@example.com", "p": SECRET_PASSWORD + "-wrong"})

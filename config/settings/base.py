@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_rate, env_str
+from config.env import env_bool, env_choice, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -139,7 +139,15 @@ CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "apollo-require
 # JSON Web Tokens. The signing key is its own secret (never SECRET_KEY); subclasses set it.
 JWT_SIGNING_KEY = ""
 JWT_ACCESS_TOKEN_LIFETIME = env_int("JWT_ACCESS_TOKEN_LIFETIME", 300, minimum=1)
+# A session's absolute lifetime: refreshing never extends it past this.
 JWT_REFRESH_TOKEN_LIFETIME = env_int("JWT_REFRESH_TOKEN_LIFETIME", 7 * 24 * 3600, minimum=1)
+# A session not refreshed for this long is over (idle expiry).
+JWT_REFRESH_TOKEN_IDLE_LIFETIME = env_int("JWT_REFRESH_TOKEN_IDLE_LIFETIME", 24 * 3600, minimum=1)
+# A used refresh token presented again within this many seconds is refused without harm
+# (a retry, two tabs racing); later, it is a replay and the whole session is revoked.
+REFRESH_TOKEN_REUSE_GRACE = env_int("REFRESH_TOKEN_REUSE_GRACE", 10, minimum=0)
+# Revoked sessions stay visible (admin, reuse forensics) this long before housekeeping deletes them.
+REVOKED_SESSION_RETENTION = env_int("REVOKED_SESSION_RETENTION", 30 * 24 * 3600, minimum=0)
 
 
 def graphql_jwt_settings(signing_key: str) -> dict:
@@ -194,12 +202,18 @@ GATEHOUSE = {
     "MAX_OPERATIONS": 5,
     "MAX_ROOT_FIELDS": 10,
     # Root fields that may appear at most once per request: brute force cannot hide in aliases.
-    "SENSITIVE_ROOT_FIELDS": ("tokenAuth", "register"),
+    "SENSITIVE_ROOT_FIELDS": ("tokenAuth", "register", "refreshToken"),
     "MAX_AUTHORIZATION_HEADER": 4_096,
     # Attempts per window, shared by every process through the cache; None disables one.
     "LOGIN_RATE_PER_ACCOUNT": env_rate("LOGIN_RATE_PER_ACCOUNT", "10/300"),
     "LOGIN_RATE_PER_ADDRESS": env_rate("LOGIN_RATE_PER_ADDRESS", "30/60"),
     "REGISTER_RATE_PER_ADDRESS": env_rate("REGISTER_RATE_PER_ADDRESS", "20/3600"),
+    # Cookie mode for browser apps: the refresh token travels in an HttpOnly cookie instead
+    # of the response body. Off by default.
+    "REFRESH_TOKEN_COOKIE": env_bool("REFRESH_TOKEN_COOKIE", False),
+    "REFRESH_TOKEN_COOKIE_SAMESITE": env_choice("REFRESH_TOKEN_COOKIE_SAMESITE", "Lax", ("Lax", "Strict")),
+    # The cookie is sent only to this path; "/" allows the stricter __Host- prefix.
+    "REFRESH_TOKEN_COOKIE_PATH": env_str("REFRESH_TOKEN_COOKIE_PATH", "/graphql"),
 }
 
 LOGGING = {

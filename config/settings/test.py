@@ -11,6 +11,9 @@ JWT_SIGNING_KEY = "test-jwt-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 # Fixed values: a variable left in the developer's shell must not change what tests see.
 JWT_ACCESS_TOKEN_LIFETIME = 300
 JWT_REFRESH_TOKEN_LIFETIME = 7 * 24 * 3600
+JWT_REFRESH_TOKEN_IDLE_LIFETIME = 24 * 3600
+REFRESH_TOKEN_REUSE_GRACE = 10
+REVOKED_SESSION_RETENTION = 30 * 24 * 3600
 GRAPHQL_JWT = {
     **graphql_jwt_settings(JWT_SIGNING_KEY),
     "JWT_EXPIRATION_DELTA": timedelta(seconds=JWT_ACCESS_TOKEN_LIFETIME),
@@ -37,4 +40,7 @@ GATEHOUSE = {
     "LOGIN_RATE_PER_ACCOUNT": None,
     "LOGIN_RATE_PER_ADDRESS": None,
     "REGISTER_RATE_PER_ADDRESS": None,
+    "REFRESH_TOKEN_COOKIE": False,
+    "REFRESH_TOKEN_COOKIE_SAMESITE": "Lax",
+    "REFRESH_TOKEN_COOKIE_PATH": "/graphql",
 }

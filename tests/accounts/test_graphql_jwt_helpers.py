@@ -6,25 +6,27 @@ from graphql_jwt.shortcuts import get_token, get_user_by_token
 
 from accounts.error_codes import AuthErrorCode
 from accounts.exceptions import TokenInvalid
-from accounts.tokens import access_token_issue
+from accounts.services import session_open
 from tests.conftest import error_codes
 
 
-def test_a_token_from_the_library_shortcut_authenticates_a_request(gql, user):
-    # given: graphql_jwt.shortcuts.get_token goes through our payload and encode handlers
+def test_a_token_from_the_library_shortcut_is_refused_for_naming_no_session(gql, user):
+    # given: graphql_jwt.shortcuts.get_token goes through our payload and encode handlers,
+    # but opens no session, and a token outside a session could never be revoked
     token = get_token(user)
     # when
     body = gql("{ me { username } }", token=token)
     # then
-    assert body == {"data": {"me": {"username": "alice"}}}
+    assert error_codes(body) == [AuthErrorCode.TOKEN_INVALID.value]
+    assert body["data"] == {"me": None}
 
 
 def test_the_library_resolves_our_tokens_to_the_same_account(user):
-    assert get_user_by_token(access_token_issue(user=user).token) == user
+    assert get_user_by_token(session_open(user=user).token) == user
 
 
 def test_the_library_refuses_what_we_refuse(user):
-    forged = access_token_issue(user=user).token[:-2] + "xx"
+    forged = session_open(user=user).token[:-2] + "xx"
     with pytest.raises((TokenInvalid, JSONWebTokenError)):
         get_user_by_token(forged)
 

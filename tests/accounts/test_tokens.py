@@ -10,14 +10,19 @@ import hmac
 import json
 import secrets
 import time
+import uuid
+from datetime import timedelta
 
 import jwt
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts.authentication import bearer_token_from_header
 from accounts.exceptions import TokenExpired, TokenInvalid
+from accounts.models import Session
+from accounts.services import session_open
 from accounts.tokens import (
     ACCESS,
     MAX_USER_ID,
@@ -68,6 +73,7 @@ def valid_claims(sub: str, /, **changes) -> dict:
         "iss": settings.GRAPHQL_JWT["JWT_ISSUER"],
         "aud": settings.GRAPHQL_JWT["JWT_AUDIENCE"],
         "token_type": ACCESS,
+        "sid": uuid.uuid4().hex,
     }
     return _without_missing({**claims, **changes})
 
@@ -247,10 +253,14 @@ FORGERIES = {
     "token_type Access": lambda sub: token_for(sub, token_type="Access"),
     "token_type empty": lambda sub: token_for(sub, token_type=""),
     "token_type a list": lambda sub: token_for(sub, token_type=[ACCESS]),
-    # sid, when present: a short string
+    # sid: a session UUID as 32 lowercase hex digits, required
+    "sid missing": lambda sub: token_for(sub, sid=MISSING),
     "sid an int": lambda sub: token_for(sub, sid=1),
     "sid empty": lambda sub: token_for(sub, sid=""),
-    "sid 65 characters": lambda sub: token_for(sub, sid="s" * 65),
+    "sid not hex": lambda sub: token_for(sub, sid="s" * 32),
+    "sid uppercase hex": lambda sub: token_for(sub, sid=uuid.uuid4().hex.upper()),
+    "sid dashed UUID": lambda sub: token_for(sub, sid=str(uuid.uuid4())),
+    "sid 33 hex digits": lambda sub: token_for(sub, sid="a" * 33),
     # time: not yet valid, or an absurd lifetime
     "iat in the future": lambda sub: token_for(sub, iat=now() + 60, exp=now() + 120),
     "nbf in the future": lambda sub: token_for(sub, nbf=now() + 60),
@@ -272,8 +282,8 @@ def test_the_builders_make_a_valid_token():
     assert jwt.get_unverified_header(token_for("42")) == {"alg": "HS256", "typ": "JWT", "kid": key_id(signing_key())}
 
 
-def test_the_required_claims_are_the_documented_seven():
-    assert set(REQUIRED_CLAIMS) == {"sub", "iat", "exp", "jti", "iss", "aud", "token_type"}
+def test_the_required_claims_are_the_documented_eight():
+    assert set(REQUIRED_CLAIMS) == {"sub", "iat", "exp", "jti", "iss", "aud", "token_type", "sid"}
 
 
 # --- issue and verify -------------------------------------------------------------------
@@ -283,13 +293,15 @@ def test_issued_token_round_trips_with_the_users_claims(user):
     # given
     before = now()
     # when
-    issued = access_token_issue(user=user)
+    issued = session_open(user=user)
     claims = access_token_verify(issued.token)
     # then
     after = now()
+    session = Session.objects.get()
     assert claims.subject == str(user.pk)
     assert int(claims.subject) == user.pk
-    assert claims.session_id is None
+    assert claims.session_id == session.id.hex
+    assert claims.payload == issued.payload
     assert claims.jti == issued.payload["jti"]
     assert claims.issued_at == issued.payload["iat"]
     assert claims.expires_at == issued.payload["exp"]
@@ -300,38 +312,51 @@ def test_issued_token_round_trips_with_the_users_claims(user):
     assert issued.payload["iss"] == settings.GRAPHQL_JWT["JWT_ISSUER"]
     assert issued.payload["aud"] == settings.GRAPHQL_JWT["JWT_AUDIENCE"]
     assert set(issued.payload) == set(REQUIRED_CLAIMS)
-    assert issued.refresh_expires_in == issued.payload["iat"] + int(
-        settings.GRAPHQL_JWT["JWT_REFRESH_EXPIRATION_DELTA"].total_seconds()
-    )
+    # the session ends at its idle expiry, which comes before its absolute one
+    assert issued.refresh_expires_in == int(session.ends_at().timestamp())
+    assert issued.refresh_expires_in == int(session.last_used_at.timestamp()) + settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME
 
 
 def test_issued_token_names_its_key_and_algorithm(user):
     # when
-    token = access_token_issue(user=user).token
+    token = session_open(user=user).token
     # then
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT", "kid": key_id(signing_key())}
 
 
 def test_issued_token_never_carries_the_email_or_username(user):
     # An email change must not move a token, so nothing in it names the account but the pk.
-    token = access_token_issue(user=user).token
+    token = session_open(user=user).token
     payload = jwt_decode(token)
     assert user.email not in json.dumps(payload)
     assert user.username not in json.dumps(payload)
 
 
 def test_each_issue_has_a_fresh_jti(user):
-    first = access_token_issue(user=user)
-    second = access_token_issue(user=user)
+    first = session_open(user=user)
+    second = session_open(user=user)
     assert first.payload["jti"] != second.payload["jti"]
     assert first.token != second.token
     assert access_token_verify(first.token).jti != access_token_verify(second.token).jti
 
 
 def test_session_id_is_carried_as_sid(user):
-    issued = access_token_issue(user=user, session_id="session-1")
-    assert issued.payload["sid"] == "session-1"
-    assert access_token_verify(issued.token).session_id == "session-1"
+    issued = session_open(user=user)
+    assert issued.payload["sid"] == Session.objects.get().id.hex
+    assert access_token_verify(issued.token).session_id == issued.payload["sid"]
+
+
+def test_an_access_token_never_outlives_its_session(user):
+    # given: a session with ten seconds left of its absolute lifetime
+    session_open(user=user)
+    session = Session.objects.get()
+    session.expires_at = timezone.now() + timedelta(seconds=10)
+    session.save()
+    # when
+    token, payload = access_token_issue(user=user, session=session)
+    # then: the token expires with the session, not five minutes later
+    assert payload["exp"] == int(session.expires_at.timestamp())
+    assert access_token_verify(token).expires_at == payload["exp"]
 
 
 def test_key_id_is_a_short_digest_that_does_not_reveal_the_key():
@@ -410,7 +435,7 @@ def test_the_same_token_under_the_limit_is_accepted():
         pytest.param({"jti": "a" * 64}, id="jti 64 characters"),
         pytest.param({"jti": "-_" * 8}, id="jti URL-safe punctuation"),
         pytest.param({"sub": str(MAX_USER_ID)}, id="sub the largest bigint"),
-        pytest.param({"sid": "s" * 64}, id="sid 64 characters"),
+        pytest.param({"sid": "0" * 32}, id="sid all zeros"),
     ],
 )
 def test_edge_values_are_accepted(changes):
@@ -510,7 +535,7 @@ def test_token_of_a_previous_key_is_refused_once_the_key_is_dropped():
 def test_after_rotation_tokens_are_signed_with_the_new_key(user):
     old_key = signing_key()
     with rotated(old_key):
-        token = access_token_issue(user=user).token
+        token = session_open(user=user).token
         assert jwt.get_unverified_header(token)["kid"] == key_id(NEW_KEY)
         assert jwt_decode(token)["sub"] == str(user.pk)
     # and the old key alone does not verify it

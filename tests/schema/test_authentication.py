@@ -13,7 +13,7 @@ from graphql_relay import to_global_id
 
 from accounts.error_codes import AuthErrorCode
 from accounts.models import User
-from accounts.tokens import access_token_issue
+from accounts.services import session_open
 from tests.accounts.test_tokens import (
     FORGERIES,
     NEW_KEY,
@@ -66,14 +66,20 @@ def assert_viewer(response, user):
 # --- the baseline ----------------------------------------------------------------------------
 
 
-def test_a_hand_built_token_authenticates(gql, user):
+def test_a_hand_built_token_authenticates(gql, user, sid):
     # given: what every forgery below starts from
-    token = token_for(str(user.pk))
+    token = token_for(str(user.pk), sid=sid)
     # when
     response, queries = me_with(gql, f"Bearer {token}")
     # then
     assert_viewer(response, user)
     assert len(queries) == 1
+
+
+@pytest.fixture
+def sid(user) -> str:
+    """The id of a live session of `user`, for hand-built tokens that must authenticate."""
+    return session_open(user=user).payload["sid"]
 
 
 # --- forgery -----------------------------------------------------------------------------------
@@ -93,7 +99,7 @@ def test_forged_token_is_token_invalid_without_a_query(gql, user, forge):
 def test_tampered_subject_never_authenticates_the_other_user(gql, user, make_user):
     # given: alice's genuine token with its payload swapped for one naming bob, signature kept
     bob = make_user(username="bob", email="bob@example.com")
-    genuine = access_token_issue(user=user).token
+    genuine = session_open(user=user).token
     header, _, signature = genuine.split(".")
     forged_payload = token_for(str(bob.pk)).split(".")[1]
     forged = f"{header}.{forged_payload}.{signature}"
@@ -151,19 +157,19 @@ def test_expired_bool_exp_is_token_invalid(gql, user):
     assert queries == []
 
 
-def test_token_expiring_in_a_minute_is_accepted(gql, user):
+def test_token_expiring_in_a_minute_is_accepted(gql, user, sid):
     issued = now()
-    token = token_for(str(user.pk), iat=issued, exp=issued + 60)
+    token = token_for(str(user.pk), sid=sid, iat=issued, exp=issued + 60)
     with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 0}):
         response, _ = me_with(gql, f"Bearer {token}")
     assert_viewer(response, user)
 
 
-def test_leeway_accepts_a_recently_expired_token_and_no_older_one(gql, user):
+def test_leeway_accepts_a_recently_expired_token_and_no_older_one(gql, user, sid):
     # given: one token 5 s past its exp, one 120 s past
     issued = now()
-    recent = token_for(str(user.pk), iat=issued - 60, exp=issued - 5)
-    old = token_for(str(user.pk), iat=issued - 180, exp=issued - 120)
+    recent = token_for(str(user.pk), sid=sid, iat=issued - 60, exp=issued - 5)
+    old = token_for(str(user.pk), sid=sid, iat=issued - 180, exp=issued - 120)
     # when
     with override_settings(GRAPHQL_JWT={**settings.GRAPHQL_JWT, "JWT_LEEWAY": 60}):
         recent_response, _ = me_with(gql, f"Bearer {recent}")
@@ -173,9 +179,9 @@ def test_leeway_accepts_a_recently_expired_token_and_no_older_one(gql, user):
     assert_token_error(old_response, AuthErrorCode.TOKEN_EXPIRED)
 
 
-def test_token_lifetime_of_exactly_the_configured_one_is_accepted(gql, user):
+def test_token_lifetime_of_exactly_the_configured_one_is_accepted(gql, user, sid):
     issued = now()
-    token = token_for(str(user.pk), iat=issued, exp=issued + access_lifetime())
+    token = token_for(str(user.pk), sid=sid, iat=issued, exp=issued + access_lifetime())
     assert_viewer(me_with(gql, f"Bearer {token}")[0], user)
 
 
@@ -193,7 +199,7 @@ def test_expired_token_under_the_wrong_key_is_invalid_not_expired(gql, user):
 def test_token_of_a_previous_key_is_accepted_while_listed(gql, user):
     # given: a token signed with the key in use today
     old_key = settings.GRAPHQL_JWT["JWT_SECRET_KEY"]
-    token = access_token_issue(user=user).token
+    token = session_open(user=user).token
     # when: the key is rotated and the old one kept for verification
     with rotated(old_key):
         response, queries = me_with(gql, f"Bearer {token}")
@@ -203,16 +209,16 @@ def test_token_of_a_previous_key_is_accepted_while_listed(gql, user):
 
 
 def test_token_of_a_previous_key_is_refused_once_dropped(gql, user):
-    token = access_token_issue(user=user).token
+    token = session_open(user=user).token
     with rotated():
         response, queries = me_with(gql, f"Bearer {token}")
     assert_token_error(response, AuthErrorCode.TOKEN_INVALID, token=token)
     assert queries == []
 
 
-def test_token_of_the_new_key_is_accepted_after_rotation(gql, user):
+def test_token_of_the_new_key_is_accepted_after_rotation(gql, user, sid):
     with rotated():
-        token = sign(valid_claims(str(user.pk)), key=NEW_KEY)
+        token = sign(valid_claims(str(user.pk), sid=sid), key=NEW_KEY)
         response, _ = me_with(gql, f"Bearer {token}")
     assert_viewer(response, user)
 
@@ -322,7 +328,7 @@ def test_blank_header_is_anonymous(gql, db, header):
 )
 def test_other_header_shapes_are_token_invalid(gql, user, shape):
     # A client that meant to authenticate is never quietly treated as anonymous.
-    header = shape.format(token=access_token_issue(user=user).token)
+    header = shape.format(token=session_open(user=user).token)
     response, queries = me_with(gql, header)
     assert_token_error(response, AuthErrorCode.TOKEN_INVALID)
     assert queries == []
@@ -392,7 +398,7 @@ def test_bearer_token_wins_over_a_django_session(gql, client, user, make_user):
     client.force_login(user)
     bob = make_user(username="bob", email="bob@example.com")
     # when
-    response, _ = me_with(gql, f"Bearer {access_token_issue(user=bob).token}")
+    response, _ = me_with(gql, f"Bearer {session_open(user=bob).token}")
     # then
     assert_viewer(response, bob)
 

@@ -7,7 +7,7 @@ import pytest
 from graphql_relay import from_global_id, to_global_id
 
 from accounts.error_codes import AuthErrorCode
-from accounts.tokens import access_token_issue
+from accounts.services import session_open
 from schema.errors import RequestErrorCode
 from tests.conftest import PASSWORD, error_codes
 
@@ -67,7 +67,7 @@ def test_me_last_login_is_null_before_any_sign_in(gql, user, token):
 def test_me_reports_a_verified_email(gql, make_user):
     verified = make_user(is_email_verified=True)
 
-    body = gql("{ me { isEmailVerified } }", token=access_token_issue(user=verified).token)
+    body = gql("{ me { isEmailVerified } }", token=session_open(user=verified).token)
 
     assert body == {"data": {"me": {"isEmailVerified": True}}}
 
@@ -114,7 +114,7 @@ def test_staff_sees_anyone_by_node(gql, user, make_user):
     alice_id = to_global_id("User", user.pk)
 
     # when
-    body = gql(NODE, {"id": alice_id}, token=access_token_issue(user=staff).token)
+    body = gql(NODE, {"id": alice_id}, token=session_open(user=staff).token)
 
     # then
     assert body == {
@@ -125,7 +125,7 @@ def test_staff_sees_anyone_by_node(gql, user, make_user):
 def test_staff_gets_null_for_a_user_that_does_not_exist(gql, make_user):
     staff = make_user(is_staff=True)
 
-    body = gql(NODE, {"id": to_global_id("User", staff.pk + 1000)}, token=access_token_issue(user=staff).token)
+    body = gql(NODE, {"id": to_global_id("User", staff.pk + 1000)}, token=session_open(user=staff).token)
 
     assert body == {"data": {"node": None}}
 

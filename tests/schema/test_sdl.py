@@ -71,7 +71,7 @@ def test_user_implements_node_with_allow_listed_fields_only():
     assert isinstance(user, GraphQLObjectType)
     assert [interface.name for interface in user.interfaces] == ["Node"]
     assert isinstance(GRAPHQL_SCHEMA.get_type("Node"), GraphQLInterfaceType)
-    assert set(user.fields) == {"id", "username", "email", "dateJoined", "lastLogin", "isEmailVerified"}
+    assert set(user.fields) == {"id", "username", "email", "dateJoined", "lastLogin", "isEmailVerified", "sessions"}
     assert str(user.fields["id"].type) == "ID!"
 
 
