@@ -1,7 +1,8 @@
 """Serve Gatehouse exactly as the Dockerfile does and drive it over real HTTP.
 
 Production settings, gunicorn with config/gunicorn.py, a fresh Postgres database and
-Redis: migrate, collectstatic, start, then register / tokenAuth / me and a few refusals.
+Redis: migrate, collectstatic, start, then register / tokenAuth / refresh / me / logout and a
+few refusals, then the housekeeping command.
 Exits non-zero on the first wrong answer. Run by .ci/run.
 """
 
@@ -104,15 +105,28 @@ def main():
         check("register lowercases the email", body["data"]["register"]["user"]["email"] == "smoke@example.com")
         check("no-store", "no-store" in headers.get("Cache-Control", ""))
 
-        login = "mutation($e:String!,$p:String!){ tokenAuth(email:$e,password:$p){ token } }"
+        login = "mutation($e:String!,$p:String!){ tokenAuth(email:$e,password:$p){ token refreshToken } }"
         status, _, raw = call(
             base, "/graphql", {"query": login, "variables": {"e": "SMOKE@example.com", "p": "a-Long-passphrase-1"}}
         )
-        token = json.loads(raw)["data"]["tokenAuth"]["token"]
-        check("tokenAuth", status == 200 and token, raw[:300])
+        signed_in = json.loads(raw)["data"]["tokenAuth"]
+        check("tokenAuth", status == 200 and signed_in["token"] and signed_in["refreshToken"], raw[:300])
+
+        refresh = "mutation($r:String!){ refreshToken(refreshToken:$r){ token refreshToken } }"
+        status, _, raw = call(base, "/graphql", {"query": refresh, "variables": {"r": signed_in["refreshToken"]}})
+        rotated = json.loads(raw)["data"]["refreshToken"]
+        check("refreshToken rotates", rotated["refreshToken"] != signed_in["refreshToken"], raw[:300])
+        token = rotated["token"]
 
         status, _, raw = call(base, "/graphql", {"query": "{ me { username } }"}, {"Authorization": f"Bearer {token}"})
         check("me", json.loads(raw) == {"data": {"me": {"username": "smoke"}}}, raw[:300])
+        revoke = "mutation($r:String!){ revokeToken(refreshToken:$r){ revoked } }"
+        status, _, raw = call(base, "/graphql", {"query": revoke, "variables": {"r": rotated["refreshToken"]}})
+        check("revokeToken", json.loads(raw)["data"]["revokeToken"]["revoked"] > 0, raw[:300])
+        status, _, raw = call(base, "/graphql", {"query": "{ me { username } }"}, {"Authorization": f"Bearer {token}"})
+        check("logout reaches the access token", json.loads(raw)["errors"][0]["extensions"]["code"] == "TOKEN_REVOKED")
+        status, _, raw = call(base, "/graphql", {"query": refresh, "variables": {"r": signed_in["refreshToken"]}})
+        check("a used refresh token is refused", "errors" in json.loads(raw), raw[:300])
         status, _, raw = call(base, "/graphql", {"query": "{ me { username } }"})
         check("me anonymous", json.loads(raw) == {"data": {"me": None}}, raw[:300])
 
@@ -132,6 +146,10 @@ def main():
         check("deeply nested JSON is a 4xx", 400 <= status < 500, status)
         status, _, _ = call(base, "/static/admin/css/base.css")
         check("admin static files", status == 200, status)
+        swept = subprocess.run(
+            [PYTHON, "manage.py", "housekeeping"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        )
+        check("housekeeping", swept.stdout.startswith("Deleted "), swept.stdout + swept.stderr)
         print("production smoke test: all checks passed")
     finally:
         if server is not None:

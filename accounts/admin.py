@@ -1,11 +1,15 @@
 """The Django admin for accounts."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import Q
+from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Session, SessionEndReason, User
+from accounts.selectors import sessions_live
+from accounts.services import session_revoke_all, sessions_revoke
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -39,3 +43,85 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "usable_password", "password1", "password2")}),
     )
+    actions = ["end_all_sessions"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            # A deactivated account's sessions end too, so reactivating it revives none.
+            session_revoke_all(user=obj, reason=SessionEndReason.DEACTIVATED)
+
+    @admin.action(description="End all sessions of the selected users")
+    def end_all_sessions(self, request, queryset):
+        count = sum(session_revoke_all(user=user, reason=SessionEndReason.ADMIN) for user in queryset)
+        self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)
+
+
+class SessionStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return (("live", "Live"), ("revoked", "Revoked"), ("expired", "Expired"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "live":
+            return queryset.filter(pk__in=sessions_live().values("pk"))
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "expired":
+            live_or_revoked = Q(pk__in=sessions_live().values("pk")) | Q(revoked_at__isnull=False)
+            return queryset.exclude(live_or_revoked)
+        return queryset
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    """Sign-in sessions: read-only, except that an administrator can end them."""
+
+    list_display = ("user", "created_at", "last_used_at", "expires_at", "ip_address", "short_user_agent", "state")
+    list_filter = (SessionStateFilter, "revoked_reason", ("user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("user__email", "user__username", "ip_address")
+    ordering = ("-last_used_at",)
+    list_select_related = ("user",)
+    actions = ["end_sessions"]
+    fields = (
+        "id",
+        "user",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "user_agent",
+        "ip_address",
+        "revoked_at",
+        "revoked_reason",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Viewing only; ending a session is the action below, deleting is housekeeping's.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_end_permission(self, request):
+        return request.user.has_perm("accounts.change_session")
+
+    @admin.display(description="user agent")
+    def short_user_agent(self, session):
+        return session.user_agent[:60]
+
+    @admin.display(description="state")
+    def state(self, session):
+        if session.revoked_at is not None:
+            return f"revoked ({session.get_revoked_reason_display()})"
+        return "expired" if session.is_expired(timezone.now()) else "live"
+
+    @admin.action(description="End the selected sessions", permissions=["end"])
+    def end_sessions(self, request, queryset):
+        count = sessions_revoke(queryset, reason=SessionEndReason.ADMIN)
+        self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)

@@ -34,6 +34,26 @@ def check_jwt_signing_key(app_configs, **kwargs):
     return issues
 
 
+@register(Tags.security)
+def check_refresh_cookie_path(app_configs, **kwargs):
+    """The refresh token cookie must reach the GraphQL endpoint, or cookie mode cannot work."""
+    path = settings.GATEHOUSE["REFRESH_TOKEN_COOKIE_PATH"]
+    # RFC 6265 §5.1.4 path-match: the cookie path is a prefix ending at a "/" boundary.
+    reaches = all(
+        graphql == path or (graphql.startswith(path) and (path.endswith("/") or graphql[len(path)] == "/"))
+        for graphql in settings.GATEHOUSE["GRAPHQL_PATHS"]
+    )
+    if not path.startswith("/") or not reaches:
+        return [
+            Error(
+                f"REFRESH_TOKEN_COOKIE_PATH {path!r} does not cover the GraphQL endpoint.",
+                hint="Use /graphql (the default) or / (which adds the __Host- prefix).",
+                id="gatehouse.E004",
+            )
+        ]
+    return []
+
+
 @register(Tags.security, deploy=True)
 def check_deployment(app_configs, **kwargs):
     """Warn about development conveniences left on in a deployment."""

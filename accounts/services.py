@@ -8,13 +8,14 @@ the whole session ends, so neither the thief nor the victim can continue it.
 
 import ipaddress
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.client import address_key, client_address
@@ -290,13 +291,55 @@ def session_revoke(*, user: User, session_id, reason: str = SessionEndReason.REV
         )
 
 
+def sessions_revoke(sessions, *, reason: str) -> int:
+    """End the live sessions among `sessions` (a queryset); return how many ended."""
+    return sessions.filter(revoked_at__isnull=True).update(revoked_at=timezone.now(), revoked_reason=reason)
+
+
 def session_revoke_all(*, user: User, reason: str, keep_session_id=None) -> int:
     """End every live session of `user` except `keep_session_id`; return how many ended.
 
     Their access tokens fail with TOKEN_REVOKED on the next request and their refresh
     tokens with TOKEN_REVOKED on the next refresh. Password change and reset use this.
     """
-    sessions = Session.objects.filter(user=user, revoked_at__isnull=True)
+    sessions = Session.objects.filter(user=user)
     if keep_session_id is not None:
         sessions = sessions.exclude(pk=keep_session_id)
-    return sessions.update(revoked_at=timezone.now(), revoked_reason=reason)
+    return sessions_revoke(sessions, reason=reason)
+
+
+@dataclass(frozen=True)
+class StaleSessions:
+    expired: int
+    revoked: int
+    refresh_tokens: int
+
+
+def sessions_delete_stale(*, dry_run: bool = False, batch_size: int = 1000) -> StaleSessions:
+    """Delete sessions that ended long enough ago, with their refresh tokens; return the counts.
+
+    Expired sessions go at once (their tokens can only ever be refused). Revoked ones are
+    kept for REVOKED_SESSION_RETENTION first. Deleted in batches so that a large backlog
+    never holds long locks.
+    """
+    now = timezone.now()
+    idle_cutoff = now - timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME)
+    revoked_cutoff = now - timedelta(seconds=settings.REVOKED_SESSION_RETENTION)
+    expired = Session.objects.filter(revoked_at__isnull=True).filter(
+        models.Q(expires_at__lte=now) | models.Q(last_used_at__lte=idle_cutoff)
+    )
+    revoked = Session.objects.filter(revoked_at__lte=revoked_cutoff)
+    counts = StaleSessions(
+        expired=expired.count(),
+        revoked=revoked.count(),
+        refresh_tokens=RefreshToken.objects.filter(
+            models.Q(session__in=expired.values("pk")) | models.Q(session__in=revoked.values("pk"))
+        ).count(),
+    )
+    if not dry_run:
+        for stale in (expired, revoked):
+            while batch := list(stale.values_list("pk", flat=True)[:batch_size]):
+                with transaction.atomic():
+                    RefreshToken.objects.filter(session__in=batch).delete()
+                    Session.objects.filter(pk__in=batch).delete()
+    return counts

@@ -7,8 +7,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from accounts.error_codes import UserErrorCode
-from accounts.models import User
+from accounts.error_codes import AuthErrorCode, UserErrorCode
+from accounts.models import RefreshToken, Session, User
+from accounts.services import refresh_token_rotate, session_open
+from tests.conftest import error_codes
 
 pytestmark = [
     pytest.mark.postgres,
@@ -159,3 +161,100 @@ def test_a_query_that_runs_too_long_is_cancelled_by_the_database():
         assert cursor.fetchone()[0] == "5s"
         with pytest.raises(OperationalError, match="statement timeout"):
             cursor.execute("SET LOCAL statement_timeout = 50; SELECT pg_sleep(1)")
+
+
+# --- refresh-token rotation under concurrency -------------------------------------------------
+
+REFRESH = "mutation($t: String) { refreshToken(refreshToken: $t) { token refreshToken payload } }"
+
+
+def refresh_in_parallel(refresh_token: str, copies: int) -> list[dict]:
+    """Present one refresh token `copies` times at once, each from its own thread and connection."""
+    barrier = threading.Barrier(copies)
+    results: list[dict | None] = [None] * copies
+
+    def run(index):
+        try:
+            client = Client(HTTP_HOST="localhost")
+            barrier.wait(timeout=10)
+            body = json.dumps({"query": REFRESH, "variables": {"t": refresh_token}})
+            response = client.post("/graphql", body, "application/json")
+            results[index] = {"status": response.status_code, "body": response.json()}
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_parallel_refreshes_of_one_token_never_fork_the_session(make_user):
+    # given: one session and its refresh token, presented by eight clients at once
+    user = make_user()
+    tokens = session_open(user=user)
+    session = Session.objects.get(user=user)
+    # when
+    results = refresh_in_parallel(tokens.refresh_token, 8)
+    # then: exactly one rotation; the rest refused inside the grace window, without harm
+    assert all(r is not None and r["status"] == 200 for r in results)
+    winners = [r["body"]["data"]["refreshToken"] for r in results if "errors" not in r["body"]]
+    losers = [r["body"] for r in results if "errors" in r["body"]]
+    assert len(winners) == 1
+    assert len(losers) == 7
+    assert all(error_codes(body) == [AuthErrorCode.TOKEN_INVALID.value] for body in losers)
+    assert winners[0]["payload"]["sid"] == session.id.hex
+    # one live refresh token came out of it, and the session is still live
+    unused = RefreshToken.objects.filter(session=session, used_at__isnull=True)
+    assert unused.count() == 1
+    assert RefreshToken.objects.filter(session=session).count() == 2
+    session.refresh_from_db()
+    assert session.revoked_at is None
+    # and the winner's refresh token carries the session on
+    again = refresh_in_parallel(winners[0]["refreshToken"], 1)[0]["body"]
+    assert again["data"]["refreshToken"]["payload"]["sid"] == session.id.hex
+
+
+def test_a_refresh_waits_for_a_concurrent_rotation_and_then_sees_the_token_used(make_user):
+    # given: another transaction has rotated the token but not yet committed
+    user = make_user()
+    tokens = session_open(user=user)
+    rotated, release = threading.Event(), threading.Event()
+
+    def rotate_and_hold():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                refresh_token_rotate(refresh_token=tokens.refresh_token)
+                rotated.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=rotate_and_hold)
+    holder.start()
+    assert rotated.wait(timeout=10)
+    outcome = {}
+
+    def refresh():
+        try:
+            outcome["results"] = refresh_in_parallel(tokens.refresh_token, 1)
+        finally:
+            connection.close()
+
+    # when: a second refresh of the same token arrives and is seen waiting on the row lock
+    second = threading.Thread(target=refresh)
+    second.start()
+    assert wait_for_a_lock_wait(), "the refresh never waited on the refresh token's row lock"
+    release.set()
+    holder.join(timeout=10)
+    second.join(timeout=10)
+    # then: it read the committed rotation, so it was refused and nothing forked
+    body = outcome["results"][0]["body"]
+    assert error_codes(body) == [AuthErrorCode.TOKEN_INVALID.value]
+    session = Session.objects.get(user=user)
+    assert session.revoked_at is None
+    assert RefreshToken.objects.filter(session=session, used_at__isnull=True).count() == 1

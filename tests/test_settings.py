@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_rate, env_required, env_str
+from config.env import env_bool, env_choice, env_int, env_list, env_rate, env_required, env_str
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VARIABLE = "GATEHOUSE_TEST_VARIABLE"
@@ -29,6 +29,12 @@ SETTINGS_VARIABLES = {
     "JWT_LEEWAY",
     "JWT_ACCESS_TOKEN_LIFETIME",
     "JWT_REFRESH_TOKEN_LIFETIME",
+    "JWT_REFRESH_TOKEN_IDLE_LIFETIME",
+    "REFRESH_TOKEN_REUSE_GRACE",
+    "REVOKED_SESSION_RETENTION",
+    "REFRESH_TOKEN_COOKIE",
+    "REFRESH_TOKEN_COOKIE_SAMESITE",
+    "REFRESH_TOKEN_COOKIE_PATH",
     "DATABASE_URL",
     "DATABASE_CONN_MAX_AGE",
     "REDIS_URL",
@@ -323,3 +329,72 @@ def test_production_refuses_to_start_with_a_weak_previous_signing_key(previous):
 def test_production_starts_with_strong_previous_signing_keys():
     result = start_django({**PRODUCTION, "JWT_PREVIOUS_SIGNING_KEYS": f"{'o' * 40},{'p' * 32}"})
     assert result.returncode == 0, result.stderr
+
+
+def test_production_reads_the_session_and_cookie_settings():
+    code = (
+        "import django; django.setup(); from django.conf import settings; g = settings.GATEHOUSE; "
+        "print(settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME, settings.REFRESH_TOKEN_REUSE_GRACE, "
+        "settings.REVOKED_SESSION_RETENTION, g['REFRESH_TOKEN_COOKIE'], g['REFRESH_TOKEN_COOKIE_SAMESITE'], "
+        "g['REFRESH_TOKEN_COOKIE_PATH'])"
+    )
+    variables = {
+        "JWT_REFRESH_TOKEN_IDLE_LIFETIME": "3600",
+        "REFRESH_TOKEN_REUSE_GRACE": "0",
+        "REVOKED_SESSION_RETENTION": "86400",
+        "REFRESH_TOKEN_COOKIE": "true",
+        "REFRESH_TOKEN_COOKIE_SAMESITE": "strict",
+        "REFRESH_TOKEN_COOKIE_PATH": "/",
+    }
+    result = start_django({**PRODUCTION, **variables}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3600", "0", "86400", "True", "Strict", "/"]
+
+
+def test_production_session_defaults():
+    code = (
+        "import django; django.setup(); from django.conf import settings; g = settings.GATEHOUSE; "
+        "print(settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME, settings.REFRESH_TOKEN_REUSE_GRACE, "
+        "g['REFRESH_TOKEN_COOKIE'], g['REFRESH_TOKEN_COOKIE_SAMESITE'], g['REFRESH_TOKEN_COOKIE_PATH'])"
+    )
+    result = start_django(PRODUCTION, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["86400", "10", "False", "Lax", "/graphql"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REFRESH_TOKEN_COOKIE_SAMESITE", "None"),
+        ("REFRESH_TOKEN_COOKIE_SAMESITE", "lax-ish"),
+        ("JWT_REFRESH_TOKEN_IDLE_LIFETIME", "0"),
+        ("REFRESH_TOKEN_REUSE_GRACE", "-1"),
+        ("REFRESH_TOKEN_COOKIE", "sometimes"),
+    ],
+)
+def test_production_refuses_nonsense_session_settings(name, value):
+    result = start_django({**PRODUCTION, name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert name in result.stderr
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("lax", "Lax"), ("STRICT", "Strict"), (" Strict ", "Strict")])
+def test_env_choice_matches_ignoring_case_and_returns_the_listed_spelling(monkeypatch, raw, expected):
+    monkeypatch.setenv(VARIABLE, raw)
+    assert env_choice(VARIABLE, "Lax", ("Lax", "Strict")) == expected
+
+
+@pytest.mark.parametrize("raw", [None, "", "  "])
+def test_env_choice_unset_or_blank_is_the_default(monkeypatch, raw):
+    if raw is None:
+        monkeypatch.delenv(VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(VARIABLE, raw)
+    assert env_choice(VARIABLE, "Lax", ("Lax", "Strict")) == "Lax"
+
+
+def test_env_choice_refuses_anything_else(monkeypatch):
+    monkeypatch.setenv(VARIABLE, "None")
+    with pytest.raises(ImproperlyConfigured, match=VARIABLE):
+        env_choice(VARIABLE, "Lax", ("Lax", "Strict"))
