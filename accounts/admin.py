@@ -51,7 +51,10 @@ class UserAdmin(DjangoUserAdmin):
             # A deactivated account's sessions end too, so reactivating it revives none.
             session_revoke_all(user=obj, reason=SessionEndReason.DEACTIVATED)
 
-    @admin.action(description="End all sessions of the selected users")
+    def has_end_permission(self, request):
+        return request.user.has_perm("accounts.change_session")
+
+    @admin.action(description="End all sessions of the selected users", permissions=["end"])
     def end_all_sessions(self, request, queryset):
         count = sum(session_revoke_all(user=user, reason=SessionEndReason.ADMIN) for user in queryset)
         self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)

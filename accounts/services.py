@@ -292,8 +292,13 @@ def session_revoke(*, user: User, session_id, reason: str = SessionEndReason.REV
 
 
 def sessions_revoke(sessions, *, reason: str) -> int:
-    """End the live sessions among `sessions` (a queryset); return how many ended."""
-    return sessions.filter(revoked_at__isnull=True).update(revoked_at=timezone.now(), revoked_reason=reason)
+    """End the live sessions among `sessions` (a queryset); return how many ended.
+
+    Expired sessions are left as they are: they are over already, and housekeeping
+    deletes them.
+    """
+    now = timezone.now()
+    return sessions_live(sessions, now=now).update(revoked_at=now, revoked_reason=reason)
 
 
 def session_revoke_all(*, user: User, reason: str, keep_session_id=None) -> int:

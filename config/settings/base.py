@@ -134,6 +134,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 # CORS only for configured origins; never a wildcard.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/graphql/?$"
+# Cookie mode needs it (fetch with credentials: "include"); only allow-listed origins get
+# CORS at all, and no cookie authenticates GraphQL except the refresh cookie in two mutations.
+CORS_ALLOW_CREDENTIALS = True
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "apollo-require-preflight", "x-apollo-operation-name"]
 
 # JSON Web Tokens. The signing key is its own secret (never SECRET_KEY); subclasses set it.

@@ -77,7 +77,18 @@ def test_me_is_null_when_anonymous(gql, user):
 
 
 @pytest.mark.parametrize(
-    "field", ["password", "isStaff", "isSuperuser", "isActive", "groups", "userPermissions", "pk", "sessions"]
+    "field",
+    [
+        "password",
+        "isStaff",
+        "isSuperuser",
+        "isActive",
+        "groups",
+        "userPermissions",
+        "pk",
+        "refreshTokens",
+        "authEvents",
+    ],
 )
 def test_private_fields_are_not_in_the_user_type(gql, user, token, field):
     body = gql(f"{{ me {{ id {field} }} }}", token=token)
@@ -192,3 +203,14 @@ def test_node_with_an_invalid_token_is_token_invalid_not_anonymous(gql, user):
 
     assert error_codes(body) == [AuthErrorCode.TOKEN_INVALID.value]
     assert body["data"] == {"node": None}
+
+
+def test_staff_never_see_another_users_sessions(gql, user, make_user):
+    # given: alice signed in on a device; a staff member looking her up by node
+    session_open(user=user)
+    staff = make_user(username="staffer", is_staff=True)
+    query = "query($id: ID!) { node(id: $id) { ... on User { username sessions { id } } } }"
+    # when
+    body = gql(query, {"id": to_global_id("User", user.pk)}, token=session_open(user=staff).token)
+    # then: the account is visible to staff, its devices and addresses are not
+    assert body == {"data": {"node": {"username": "alice", "sessions": None}}}
