@@ -3,19 +3,31 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Session, SessionEndReason, User
 from accounts.selectors import sessions_live
-from accounts.services import session_revoke_all, sessions_revoke
+from accounts.services import password_set, session_revoke_all, sessions_revoke, user_deactivate
 
 
 class UserCreationForm(AdminUserCreationForm):
     class Meta:
         model = User
         fields = ("username", "email")
+
+
+class PasswordSetForm(AdminPasswordChangeForm):
+    """The admin's "change password" form, through the service that ends every session."""
+
+    def save(self, commit=True):
+        if not commit:
+            return super().save(commit=False)
+        # AdminPasswordChangeForm's clean() turns the "usable password" choice into this key.
+        usable = self.cleaned_data.get("set_usable_password", True)
+        password_set(user=self.user, password=self.cleaned_data["password1"] if usable else None)
+        return self.user
 
 
 class UserEditForm(UserChangeForm):
@@ -45,11 +57,13 @@ class UserAdmin(DjangoUserAdmin):
     )
     actions = ["end_all_sessions"]
 
+    change_password_form = PasswordSetForm
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data and not obj.is_active:
             # A deactivated account's sessions end too, so reactivating it revives none.
-            session_revoke_all(user=obj, reason=SessionEndReason.DEACTIVATED)
+            user_deactivate(user=obj, request=request)
 
     def has_end_permission(self, request):
         return request.user.has_perm("accounts.change_session")

@@ -19,7 +19,7 @@ import time
 
 from django.conf import settings
 
-from accounts.exceptions import Forbidden, Unauthenticated
+from accounts.exceptions import AuthError, Forbidden, RefreshTokenAlreadyUsed, Unauthenticated
 from accounts.tokens import SessionTokens
 
 COOKIE_BASENAME = "gatehouse_refresh"
@@ -80,6 +80,22 @@ def refresh_token_deliver(request, tokens: SessionTokens) -> str | None:
 def refresh_cookie_clear(request) -> None:
     """Delete the refresh token cookie with the response (whatever the mode: harmless)."""
     setattr(request, _PENDING, ("delete",))
+
+
+def refresh_cookie_after_failure(request, error: AuthError, *, from_cookie: bool) -> None:
+    """Delete a refresh cookie that can never work again (revoked, expired, unknown).
+
+    A token used moments ago is kept: another tab won the race and its response sets
+    the new cookie.
+    """
+    if from_cookie and not isinstance(error, RefreshTokenAlreadyUsed):
+        refresh_cookie_clear(request)
+
+
+def refresh_cookie_after_logout(request, *, from_cookie: bool) -> None:
+    """Delete the cookie of a session being signed out (whether or not it was still live)."""
+    if from_cookie:
+        refresh_cookie_clear(request)
 
 
 def refresh_cookie_apply(request, response) -> None:

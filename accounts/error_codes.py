@@ -18,6 +18,7 @@ class UserErrorCode(Enum):
     PASSWORD_TOO_SIMILAR = "password_too_similar"
     INVALID_TOKEN = "invalid_token"
     NOT_FOUND = "not_found"
+    INVALID_PASSWORD = "invalid_password"
 
 
 class AuthErrorCode(Enum):

@@ -48,6 +48,16 @@ class TokenExpired(AuthError):
     default_message = "The token has expired."
 
 
+class RefreshTokenAlreadyUsed(TokenInvalid):
+    """A refresh token presented again within the grace window: refused, nothing else happens.
+
+    Its own class so that cookie mode can tell it from a dead token: the cookie is kept
+    (a second tab lost a race), not deleted.
+    """
+
+    default_message = "This refresh token has already been used."
+
+
 class TokenRevoked(AuthError):
     code = AuthErrorCode.TOKEN_REVOKED
     default_message = "The token has been revoked."

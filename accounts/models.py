@@ -152,6 +152,7 @@ class SessionEndReason(models.TextChoices):
     PASSWORD_RESET = "password_reset", "Password reset"
     DEACTIVATED = "deactivated", "Account deactivated"
     ADMIN = "admin", "Ended by an administrator"
+    ACCOUNT_DELETED = "account_deleted", "Account deleted"
 
 
 class Session(models.Model):
@@ -219,3 +220,86 @@ class RefreshToken(models.Model):
 
     def __str__(self):
         return f"{self.session_id}:{self.pk}"
+
+
+class AccountTokenPurpose(models.TextChoices):
+    VERIFY_EMAIL = "verify_email", "Confirm an email address"
+    RESET_PASSWORD = "reset_password", "Reset the password"
+
+
+class AccountToken(models.Model):
+    """A one-time token sent by email (verification, password reset), stored as a digest.
+
+    One-time: `used_at` is set on use. Only the newest token of a purpose is live: issuing
+    one deletes the user's older ones. A reset token is also bound to the password it was
+    issued for (`password_state`), so any password change, through any path, kills it.
+    A verification token names the address it confirms, which is how an email change
+    waits for the new address to be confirmed.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_tokens")
+    purpose = models.CharField(max_length=32, choices=AccountTokenPurpose.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    email = models.EmailField(max_length=EMAIL_MAX_LENGTH, help_text="The address the token was sent to.")
+    password_state = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "account token"
+        verbose_name_plural = "account tokens"
+        indexes = [models.Index(fields=["user", "purpose"], name="accounts_token_user_purpose")]
+
+    def __str__(self):
+        return f"{self.purpose}:{self.user_id}"
+
+
+class AuthEventKind(models.TextChoices):
+    """What happened, for the audit trail."""
+
+    REGISTERED = "registered", "Account registered"
+    LOGIN_SUCCEEDED = "login_succeeded", "Sign-in succeeded"
+    LOGIN_FAILED = "login_failed", "Sign-in failed"
+    LOGOUT = "logout", "Signed out"
+    SESSIONS_ENDED = "sessions_ended", "Sessions ended"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused", "Refresh token reuse detected"
+    PASSWORD_CHANGED = "password_changed", "Password changed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
+    PASSWORD_RESET = "password_reset", "Password reset"
+    EMAIL_VERIFICATION_SENT = "email_verification_sent", "Verification email sent"
+    EMAIL_VERIFIED = "email_verified", "Email address verified"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested", "Email change requested"
+    EMAIL_CHANGED = "email_changed", "Email address changed"
+    USERNAME_CHANGED = "username_changed", "Username changed"
+    ACCOUNT_DELETED = "account_deleted", "Account deleted"
+
+
+class AuthEvent(models.Model):
+    """One entry of the audit trail. Never holds a password or a token.
+
+    `user` is kept while the account exists; `user_ref` keeps its id after deletion.
+    `identifier` is what a failed sign-in or a reset request named (a canonical email
+    or username), so attacks on accounts that do not exist are visible too.
+    """
+
+    kind = models.CharField(max_length=32, choices=AuthEventKind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="auth_events")
+    user_ref = models.BigIntegerField(null=True, blank=True, help_text="The account's id, kept after deletion.")
+    identifier = models.CharField(max_length=EMAIL_MAX_LENGTH + 16, blank=True, default="")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=USER_AGENT_MAX_LENGTH, blank=True, default="")
+    session_id = models.UUIDField(null=True, blank=True)
+    detail = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        verbose_name = "auth event"
+        verbose_name_plural = "auth events"
+        indexes = [
+            models.Index(fields=["created_at"], name="accounts_event_created"),
+            models.Index(fields=["user", "created_at"], name="accounts_event_user"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.created_at:%Y-%m-%d %H:%M:%S}"

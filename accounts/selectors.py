@@ -7,6 +7,7 @@ from functools import cache
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -98,6 +99,13 @@ def session_list_live(*, user: User, limit: int = 100) -> list[Session]:
     return list(sessions_live().filter(user=user).order_by("-last_used_at")[:limit])
 
 
+def session_list_visible(*, viewer: User | None, user: User, limit: int = 100) -> list[Session] | None:
+    """Return `user`'s live sessions if `viewer` may see them (only the owner, not even staff), else None."""
+    if viewer is None or viewer.pk != user.pk:
+        return None
+    return session_list_live(user=user, limit=limit)
+
+
 def session_get_live(*, user: User, session_id) -> Session | None:
     """Return the user's own live session with that id, or None (also for anyone else's)."""
     return sessions_live().filter(user=user, pk=session_id).first()
@@ -134,12 +142,16 @@ def _by_username(username: str):
     return User.objects.alias(username_ci=Lower("username")).filter(username_ci=username.lower())
 
 
-def username_taken(username: str) -> bool:
-    return _by_username(username).exists()
+def username_taken(username: str, *, exclude: User | None = None) -> bool:
+    """Whether another account (not `exclude`) has this canonical username, ignoring case."""
+    users = _by_username(username)
+    return (users.exclude(pk=exclude.pk) if exclude is not None else users).exists()
 
 
-def email_taken(email: str) -> bool:
-    return User.objects.filter(email=email).exists()
+def email_taken(email: str, *, exclude: User | None = None) -> bool:
+    """Whether another account (not `exclude`) has this canonical email."""
+    users = User.objects.filter(email=email)
+    return (users.exclude(pk=exclude.pk) if exclude is not None else users).exists()
 
 
 def access_token_check(token: str) -> dict:
@@ -151,3 +163,43 @@ def access_token_check(token: str) -> dict:
     claims = access_token_verify(token)
     user_get_for_access(claims=claims)
     return claims.payload
+
+
+USER_ORDERINGS = {
+    "DATE_JOINED_ASC": ("date_joined", "pk"),
+    "DATE_JOINED_DESC": ("-date_joined", "-pk"),
+    "USERNAME_ASC": ("username", "pk"),
+    "USERNAME_DESC": ("-username", "-pk"),
+    "EMAIL_ASC": ("email", "pk"),
+    "EMAIL_DESC": ("-email", "-pk"),
+    "LAST_LOGIN_ASC": ("last_login", "pk"),
+    "LAST_LOGIN_DESC": ("-last_login", "-pk"),
+}
+
+
+def user_list(
+    *,
+    search: str | None = None,
+    is_active: bool | None = None,
+    is_staff: bool | None = None,
+    is_email_verified: bool | None = None,
+    joined_after=None,
+    joined_before=None,
+    order_by: str = "DATE_JOINED_DESC",
+):
+    """Return the accounts matching a staff search, in a stable order (ties broken by id).
+
+    `search` matches username or email, ignoring case; `joined_after` and
+    `joined_before` bound `date_joined` (inclusive, exclusive).
+    """
+    users = User.objects.all()
+    if search:
+        users = users.filter(Q(username__icontains=search) | Q(email__icontains=search))
+    for field, value in (("is_active", is_active), ("is_staff", is_staff), ("is_email_verified", is_email_verified)):
+        if value is not None:
+            users = users.filter(**{field: value})
+    if joined_after is not None:
+        users = users.filter(date_joined__gte=joined_after)
+    if joined_before is not None:
+        users = users.filter(date_joined__lt=joined_before)
+    return users.order_by(*USER_ORDERINGS[order_by])

@@ -6,6 +6,7 @@ after REFRESH_TOKEN_REUSE_GRACE seconds is taken for a stolen copy (RFC 9700 §4
 the whole session ends, so neither the thief nor the victim can continue it.
 """
 
+import hashlib
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -20,12 +21,37 @@ from django.utils import timezone
 
 from accounts.client import address_key, client_address
 from accounts.error_codes import UserErrorCode
-from accounts.exceptions import AuthError, InvalidCredentials, TokenExpired, TokenInvalid, TokenRevoked
-from accounts.models import RefreshToken, Session, SessionEndReason, User
+from accounts.exceptions import (
+    AuthError,
+    InvalidCredentials,
+    RateLimited,
+    RefreshTokenAlreadyUsed,
+    TokenExpired,
+    TokenInvalid,
+    TokenRevoked,
+)
+from accounts.mail import frontend_link, lifetime_text, mail_send_on_commit
+from accounts.models import (
+    AccountToken,
+    AccountTokenPurpose,
+    AuthEvent,
+    AuthEventKind,
+    RefreshToken,
+    Session,
+    SessionEndReason,
+    User,
+)
 from accounts.ratelimit import rate_limit_hit
 from accounts.selectors import email_taken, sessions_live, user_get_by_login, username_taken
-from accounts.tokens import SessionTokens, access_token_issue, refresh_token_digest, refresh_token_generate
-from accounts.validators import canonical_email, canonical_username, clean_user_agent, login_key
+from accounts.tokens import (
+    SessionTokens,
+    access_token_issue,
+    opaque_token_digest,
+    opaque_token_generate,
+    refresh_token_digest,
+    refresh_token_generate,
+)
+from accounts.validators import canonical_email, canonical_username, clean_user_agent, login_key, printable_text
 
 logger = logging.getLogger("accounts.sessions")
 
@@ -70,11 +96,13 @@ def _clean_registration(*, username: str, email: str, password: str) -> tuple[st
 
 
 @transaction.atomic
-def user_register(*, request, username: str, email: str, password: str) -> tuple[User, SessionTokens]:
-    """Create an active user after the validators pass, and sign it in.
+def user_register(*, request, username: str, email: str, password: str) -> tuple[User, SessionTokens | None]:
+    """Create an active user after the validators pass, email it a verification link, and sign it in.
 
-    Raises ValidationError keyed by field with codes from UserErrorCode, and RateLimited
-    when the client address has registered too often.
+    The tokens are None when unverified accounts may not sign in
+    (ACCOUNT_ALLOW_UNVERIFIED_LOGIN off). Raises ValidationError keyed by field with
+    codes from UserErrorCode, and RateLimited when the client address has registered too
+    often.
     """
     rate_limit_hit(
         scope="register:address",
@@ -91,7 +119,15 @@ def user_register(*, request, username: str, email: str, password: str) -> tuple
         # our insert; the database refused the second one. Say which, as a field error.
         field = "email" if email_taken(email) else "username"
         raise ValidationError({field: _taken(field)}) from None
-    return user, _sign_in(user, request)
+    _verification_send(user=user, email=user.email)
+    tokens = _sign_in(user, request) if settings.ACCOUNT_ALLOW_UNVERIFIED_LOGIN else None
+    auth_event_record(
+        kind=AuthEventKind.REGISTERED,
+        request=request,
+        user=user,
+        session_id=tokens.payload["sid"] if tokens is not None else None,
+    )
+    return user, tokens
 
 
 def login_attempt_count(*, request, email: str | None = None, username: str | None = None) -> None:
@@ -111,21 +147,49 @@ def login_attempt_count(*, request, email: str | None = None, username: str | No
     )
 
 
-@transaction.atomic
 def user_authenticate(
     *, request, password: str, email: str | None = None, username: str | None = None
 ) -> tuple[User, SessionTokens]:
     """Check a login and sign the user in.
 
-    Raises InvalidCredentials, identical for an unknown account, a wrong password and an
-    inactive account, and RateLimited when the account or the client address has tried
-    too often. Every attempt counts, whatever its outcome.
+    Raises InvalidCredentials, identical for an unknown account, a wrong password, an
+    inactive account and (when ACCOUNT_ALLOW_UNVERIFIED_LOGIN is off) an unconfirmed
+    email, and RateLimited when the account or the client address has tried too often.
+    Every attempt counts, whatever its outcome, and goes to the audit trail.
     """
+    attempt = _LoginAttempt()
+    try:
+        user, tokens = _authenticate(
+            request=request, password=password, email=email, username=username, attempt=attempt
+        )
+    except (InvalidCredentials, RateLimited) as exc:
+        # Written after the sign-in transaction rolled back, so the failure is kept.
+        auth_event_record(
+            kind=AuthEventKind.LOGIN_FAILED,
+            request=request,
+            user=attempt.account,
+            identifier=login_key(email=email, username=username),
+            detail="rate limited" if isinstance(exc, RateLimited) else "",
+        )
+        raise
+    auth_event_record(kind=AuthEventKind.LOGIN_SUCCEEDED, request=request, user=user, session_id=tokens.payload["sid"])
+    return user, tokens
+
+
+@dataclass
+class _LoginAttempt:
+    account: User | None = None
+
+
+@transaction.atomic
+def _authenticate(
+    *, request, password: str, email: str | None, username: str | None, attempt: _LoginAttempt
+) -> tuple[User, SessionTokens]:
     login_attempt_count(request=request, email=email, username=username)
     if len(password) > settings.PASSWORD_MAX_LENGTH:
         # Never hash megabytes (nor look anyone up): no account can have this password.
         raise InvalidCredentials
-    user = user_get_by_login(email=email, username=username)
+    user = attempt.account = user_get_by_login(email=email, username=username)
     if user is None or not user.has_usable_password():
         # Hash anyway, so an unknown account (or one without a password, which Django
         # refuses without hashing) takes as long as a wrong password, as
@@ -134,6 +198,8 @@ def user_authenticate(
         raise InvalidCredentials
     # check_password also re-hashes an outdated hash (e.g. Django's default Argon2 parameters).
     if not user.check_password(password) or not user.is_active:
+        raise InvalidCredentials
+    if not settings.ACCOUNT_ALLOW_UNVERIFIED_LOGIN and not user.is_email_verified:
         raise InvalidCredentials
     return user, _sign_in(user, request)
 
@@ -157,8 +223,7 @@ def session_open(*, user: User, request=None) -> SessionTokens:
         created_at=now,
         last_used_at=now,
         expires_at=now + timedelta(seconds=settings.JWT_REFRESH_TOKEN_LIFETIME),
-        user_agent=clean_user_agent(request.META.get("HTTP_USER_AGENT")) if request is not None else "",
-        ip_address=_ip_address(client_address(request)) if request is not None else None,
+        **_request_facts(request),
     )
     return _session_tokens(session=session, user=user, now=now)
 
@@ -185,12 +250,14 @@ def _session_tokens(*, session: Session, user: User, now) -> SessionTokens:
 def _refresh_token_for_update(refresh_token: str) -> RefreshToken:
     """Return the stored refresh token, locked until the transaction ends; raise TokenInvalid.
 
-    The row lock serialises concurrent uses of one token on Postgres: the second waits,
-    then sees the first one's `used_at`. (SQLite serialises every writer anyway.)
+    The row locks serialise concurrent uses of one token on Postgres: the second waits,
+    then sees the first one's `used_at`; a refresh racing a logout of the same session
+    waits, then sees the session ended. (SQLite serialises every write transaction.)
     """
     digest = refresh_token_digest(refresh_token)
     row = (
-        RefreshToken.objects.select_for_update(of=("self",))
+        # The session row too: a refresh racing a logout waits for it, then sees it ended.
+        RefreshToken.objects.select_for_update(of=("self", "session"))
         .select_related("session__user")
         .filter(token_hash=digest)
         .first()
@@ -206,7 +273,7 @@ def _is_replay(row: RefreshToken, now) -> bool:
     return row.used_at is not None and now - row.used_at > timedelta(seconds=settings.REFRESH_TOKEN_REUSE_GRACE)
 
 
-def _refusal(row: RefreshToken, now) -> AuthError | None:
+def _refusal(row: RefreshToken, now, request=None) -> AuthError | None:
     """Return why a refresh token cannot be used now, or None; end its session on a replay.
 
     Returned rather than raised so that the caller's transaction commits the ended
@@ -225,16 +292,23 @@ def _refusal(row: RefreshToken, now) -> AuthError | None:
             session.user_id,
             row.used_at.isoformat(),
         )
+        auth_event_record(
+            kind=AuthEventKind.REFRESH_TOKEN_REUSED,
+            request=request,
+            user=session.user,
+            session_id=session.pk,
+            detail=f"used {int((now - row.used_at).total_seconds())} s before",
+        )
         return TokenRevoked("This refresh token was used before; its session has been ended. Sign in again.")
     if row.used_at is not None:
         # A retry or two tabs racing, within the grace window: refused, nothing else happens.
-        return TokenInvalid("This refresh token has already been used.")
+        return RefreshTokenAlreadyUsed()
     if session.is_expired(now):
         return TokenExpired("The session has expired. Sign in again.")
     return None
 
 
-def refresh_token_rotate(*, refresh_token: str) -> tuple[User, SessionTokens]:
+def refresh_token_rotate(*, refresh_token: str, request=None) -> tuple[User, SessionTokens]:
     """Exchange a refresh token for a new access token and its successor refresh token.
 
     Raises TokenInvalid for a token we never issued (or one used moments ago, within the
@@ -245,17 +319,17 @@ def refresh_token_rotate(*, refresh_token: str) -> tuple[User, SessionTokens]:
     now = timezone.now()
     with transaction.atomic():
         row = _refresh_token_for_update(refresh_token)
-        refusal = _refusal(row, now)
+        refusal = _refusal(row, now, request)
         # Conditional on still being unused: even without the row lock, one use wins.
         if refusal is None and RefreshToken.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now):
             session, user = row.session, row.session.user
             session.last_used_at = now
             Session.objects.filter(pk=session.pk).update(last_used_at=now)
             return user, _session_tokens(session=session, user=user, now=now)
-    raise refusal or TokenInvalid("This refresh token has already been used.")
+    raise refusal or RefreshTokenAlreadyUsed()
 
 
-def refresh_token_revoke(*, refresh_token: str) -> Session:
+def refresh_token_revoke(*, refresh_token: str, request=None) -> Session:
     """End the session a refresh token belongs to (logout) and return it.
 
     The session's current token signs out, as does its predecessor within the grace
@@ -270,20 +344,20 @@ def refresh_token_revoke(*, refresh_token: str) -> Session:
         if session.revoked_at is None and not _is_replay(row, now):
             session.revoked_at, session.revoked_reason = now, SessionEndReason.LOGOUT
             Session.objects.filter(pk=session.pk).update(revoked_at=now, revoked_reason=SessionEndReason.LOGOUT)
+            auth_event_record(kind=AuthEventKind.LOGOUT, request=request, user=session.user, session_id=session.pk)
             return session
-        refusal = _refusal(row, now)
+        refusal = _refusal(row, now, request)
     raise refusal
 
 
-def session_revoke(*, user: User, session_id, reason: str = SessionEndReason.REVOKED_BY_USER) -> None:
+def session_revoke(*, user: User, session_id, reason: str = SessionEndReason.REVOKED_BY_USER, request=None) -> None:
     """End one of `user`'s own live sessions.
 
     Raises ValidationError (`id`: NOT_FOUND) when they have no such live session; someone
     else's session is answered exactly like one that does not exist.
     """
-    now = timezone.now()
-    ended = session_id is not None and sessions_live(now=now).filter(user=user, pk=session_id).update(
-        revoked_at=now, revoked_reason=reason
+    ended = session_id is not None and sessions_revoke(
+        Session.objects.filter(user=user, pk=session_id), reason=reason, request=request
     )
     if not ended:
         raise ValidationError(
@@ -291,17 +365,31 @@ def session_revoke(*, user: User, session_id, reason: str = SessionEndReason.REV
         )
 
 
-def sessions_revoke(sessions, *, reason: str) -> int:
+@transaction.atomic
+def sessions_revoke(sessions, *, reason: str, request=None) -> int:
     """End the live sessions among `sessions` (a queryset); return how many ended.
 
     Expired sessions are left as they are: they are over already, and housekeeping
-    deletes them.
+    deletes them. Each account whose sessions ended gets one audit-trail entry.
     """
     now = timezone.now()
-    return sessions_live(sessions, now=now).update(revoked_at=now, revoked_reason=reason)
+    live = sessions_live(sessions, now=now)
+    ended_by_user: dict[int, int] = {}
+    for user_id in live.values_list("user_id", flat=True):
+        ended_by_user[user_id] = ended_by_user.get(user_id, 0) + 1
+    count = live.update(revoked_at=now, revoked_reason=reason)
+    for user_id, ended in ended_by_user.items():
+        AuthEvent.objects.create(
+            **_request_facts(request),
+            kind=AuthEventKind.SESSIONS_ENDED,
+            user_id=user_id,
+            user_ref=user_id,
+            detail=f"{reason}: {ended}",
+        )
+    return count
 
 
-def session_revoke_all(*, user: User, reason: str, keep_session_id=None) -> int:
+def session_revoke_all(*, user: User, reason: str, keep_session_id=None, request=None) -> int:
     """End every live session of `user` except `keep_session_id`; return how many ended.
 
     Their access tokens fail with TOKEN_REVOKED on the next request and their refresh
@@ -310,7 +398,36 @@ def session_revoke_all(*, user: User, reason: str, keep_session_id=None) -> int:
     sessions = Session.objects.filter(user=user)
     if keep_session_id is not None:
         sessions = sessions.exclude(pk=keep_session_id)
-    return sessions_revoke(sessions, reason=reason)
+    return sessions_revoke(sessions, reason=reason, request=request)
+
+
+def user_deactivate(*, user: User, request=None) -> int:
+    """Deactivate an account and end its sessions; return how many ended.
+
+    Ending them (not just refusing them while the account is inactive) means that
+    reactivating the account later revives none of its old tokens.
+    """
+    if user.is_active:
+        user.is_active = False
+        User.objects.filter(pk=user.pk).update(is_active=False)
+    return session_revoke_all(user=user, reason=SessionEndReason.DEACTIVATED, request=request)
+
+
+def password_set(*, user: User, password: str | None, request=None) -> int:
+    """Set (or, with None, disable) a password outside the user's own flows; end every session.
+
+    For the admin's password form and `manage.py changepassword`: whoever held the
+    account's tokens is signed out. Returns how many sessions ended. The caller has run
+    the validators (Django's forms and command do).
+    """
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save(update_fields=["password"])
+    ended = session_revoke_all(user=user, reason=SessionEndReason.PASSWORD_CHANGE, request=request)
+    auth_event_record(kind=AuthEventKind.PASSWORD_CHANGED, request=request, user=user, detail="set by an administrator")
+    return ended
 
 
 @dataclass(frozen=True)
@@ -348,3 +465,403 @@ def sessions_delete_stale(*, dry_run: bool = False, batch_size: int = 1000) -> S
                     RefreshToken.objects.filter(session__in=batch).delete()
                     Session.objects.filter(pk__in=batch).delete()
     return counts
+
+
+# --- the audit trail ----------------------------------------------------------------------
+
+
+def auth_event_record(
+    *, kind: str, request=None, user: User | None = None, identifier: str = "", session_id=None, detail: str = ""
+) -> AuthEvent:
+    """Append one entry to the audit trail. Never pass a password or a token."""
+    return AuthEvent.objects.create(
+        **_request_facts(request),
+        kind=kind,
+        user=user,
+        user_ref=user.pk if user is not None else None,
+        # Whatever a client typed: printable only (Postgres refuses NUL), and bounded.
+        identifier=printable_text(identifier, AuthEvent._meta.get_field("identifier").max_length),
+        session_id=session_id,
+        detail=detail[: AuthEvent._meta.get_field("detail").max_length],
+    )
+
+
+def _request_facts(request) -> dict:
+    """Return the client address and user agent of `request` as a session or event records them."""
+    if request is None:
+        return {"ip_address": None, "user_agent": ""}
+    return {
+        "ip_address": _ip_address(client_address(request)),
+        "user_agent": clean_user_agent(request.META.get("HTTP_USER_AGENT")),
+    }
+
+
+# --- one-time tokens sent by email ---------------------------------------------------------
+
+
+def _password_state(user: User) -> str:
+    """Return a digest of the user's password hash: it changes with every password change."""
+    return hashlib.sha256(user.password.encode()).hexdigest()
+
+
+def _account_token_issue(*, user: User, purpose: str, email: str, lifetime: int) -> tuple[str, AccountToken]:
+    """Issue a one-time token; the user's older tokens of the same purpose die with it."""
+    AccountToken.objects.filter(user=user, purpose=purpose, used_at__isnull=True).delete()
+    token, digest = opaque_token_generate()
+    now = timezone.now()
+    row = AccountToken.objects.create(
+        user=user,
+        purpose=purpose,
+        token_hash=digest,
+        email=email,
+        password_state=_password_state(user) if purpose == AccountTokenPurpose.RESET_PASSWORD else "",
+        created_at=now,
+        expires_at=now + timedelta(seconds=lifetime),
+    )
+    return token, row
+
+
+def _invalid_token() -> ValidationError:
+    return ValidationError(
+        {"token": ValidationError("This link is invalid or has expired.", code=UserErrorCode.INVALID_TOKEN.value)}
+    )
+
+
+def _account_token_use(*, token: str, purpose: str) -> AccountToken:
+    """Mark a one-time token used and return it; raise ValidationError (INVALID_TOKEN) otherwise.
+
+    Call inside a transaction: if a later step refuses the input, the use is rolled back
+    and the link still works.
+    """
+    try:
+        digest = opaque_token_digest(token)
+    except TokenInvalid:
+        raise _invalid_token() from None
+    row = (
+        AccountToken.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(token_hash=digest, purpose=purpose)
+        .first()
+    )
+    now = timezone.now()
+    if row is None or row.used_at is not None or row.expires_at <= now or not row.user.is_active:
+        raise _invalid_token()
+    if row.password_state and row.password_state != _password_state(row.user):
+        # The password changed since the link was sent (a reset, a change, the admin).
+        raise _invalid_token()
+    # Conditional on still being unused: of two uses racing, one wins.
+    if not AccountToken.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now):
+        raise _invalid_token()
+    return row
+
+
+def _account_email_limits(*, request, recipient: str) -> None:
+    """Count one account email against the client address and the recipient address.
+
+    The recipient is counted whether or not it has an account, so the limit reveals
+    nothing, and nobody can flood someone's mailbox with resets.
+    """
+    limits = settings.GATEHOUSE
+    rate_limit_hit(
+        scope="account-email:address",
+        key=address_key(client_address(request)),
+        rate=limits["ACCOUNT_EMAIL_RATE_PER_ADDRESS"],
+    )
+    rate_limit_hit(scope="account-email:recipient", key=recipient, rate=limits["ACCOUNT_EMAIL_RATE_PER_RECIPIENT"])
+
+
+def _account_token_limits(*, request) -> None:
+    rate_limit_hit(
+        scope="account-token:address",
+        key=address_key(client_address(request)),
+        rate=settings.GATEHOUSE["ACCOUNT_TOKEN_RATE_PER_ADDRESS"],
+    )
+
+
+def _verification_send(*, user: User, email: str, template: str = "activate") -> None:
+    token, row = _account_token_issue(
+        user=user,
+        purpose=AccountTokenPurpose.VERIFY_EMAIL,
+        email=email,
+        lifetime=settings.EMAIL_VERIFICATION_TOKEN_LIFETIME,
+    )
+    mail_send_on_commit(
+        template=template,
+        to=email,
+        context={
+            "username": user.username,
+            "email": email,
+            "link": frontend_link("activate", token),
+            "lifetime": lifetime_text(row.expires_at),
+        },
+    )
+
+
+def _canonical_email_field(email: str | None, field: str = "email") -> str:
+    try:
+        return canonical_email(_required(email, "Enter an email address."))
+    except ValidationError as exc:
+        raise ValidationError({field: exc}) from None
+
+
+# --- email verification --------------------------------------------------------------------
+
+
+@transaction.atomic
+def account_verify(*, request, token: str) -> User:
+    """Confirm the address a verification link was sent to; return the account.
+
+    For a new account this sets `is_email_verified`. For an email change (updateAccount)
+    the confirmed address replaces the old one only now. Raises ValidationError:
+    `token` INVALID_TOKEN for a link that is unknown, used, expired or superseded, and
+    UNIQUE when the new address was taken by another account in the meantime.
+    """
+    _account_token_limits(request=request)
+    row = _account_token_use(token=token, purpose=AccountTokenPurpose.VERIFY_EMAIL)
+    user = row.user
+    changed = row.email != user.email
+    if changed:
+        if email_taken(row.email, exclude=user):
+            raise ValidationError({"token": _taken("email")})
+        user.email = row.email
+        # Reset links went to the old address: they must not outlive the change.
+        AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.RESET_PASSWORD).delete()
+    user.is_email_verified = True
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["email", "is_email_verified"])
+    except IntegrityError:
+        raise ValidationError({"token": _taken("email")}) from None
+    AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.VERIFY_EMAIL, used_at__isnull=True).delete()
+    kind = AuthEventKind.EMAIL_CHANGED if changed else AuthEventKind.EMAIL_VERIFIED
+    auth_event_record(kind=kind, request=request, user=user)
+    return user
+
+
+@transaction.atomic
+def account_verification_resend(*, request, email: str) -> None:
+    """Send a new verification link if `email` names an active, unverified account.
+
+    Answers the same whether or not it does (no enumeration). Raises ValidationError for
+    a malformed address and RateLimited when the client or the recipient has had enough.
+    """
+    canonical = _canonical_email_field(email)
+    _account_email_limits(request=request, recipient=canonical)
+    user = User.objects.filter(email=canonical, is_active=True, is_email_verified=False).first()
+    if user is not None:
+        _verification_send(user=user, email=user.email)
+        auth_event_record(kind=AuthEventKind.EMAIL_VERIFICATION_SENT, request=request, user=user)
+
+
+# --- passwords -----------------------------------------------------------------------------
+
+
+def _password_validated(password: str | None, *, user: User, field: str) -> str:
+    """Return `password` if the validators accept it for `user`; raise ValidationError keyed by `field`."""
+    try:
+        _required(password, "Choose a password.")
+        password_validation.validate_password(password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({field: exc}) from None
+    return password
+
+
+def _password_confirmed(*, request, user: User, password: str | None, field: str) -> None:
+    """Check a signed-in user's current password; raise ValidationError (INVALID_PASSWORD).
+
+    Counted per account: a stolen access token must not become a password oracle.
+    """
+    rate_limit_hit(
+        scope="password-check:account", key=str(user.pk), rate=settings.GATEHOUSE["PASSWORD_CHECK_RATE_PER_ACCOUNT"]
+    )
+    wrong = ValidationError(
+        {field: ValidationError("The password is not correct.", code=UserErrorCode.INVALID_PASSWORD.value)}
+    )
+    if not password or len(password) > settings.PASSWORD_MAX_LENGTH:
+        raise wrong
+    if not user.check_password(password):
+        raise wrong
+
+
+@transaction.atomic
+def password_reset_request(*, request, email: str) -> None:
+    """Email a one-time reset link if `email` names an active account.
+
+    Answers the same, with the same work in the request, whether or not it does: the
+    mail itself leaves after the response (EMAIL_ASYNC). Raises ValidationError for a
+    malformed address and RateLimited when the client or the recipient has had enough.
+    """
+    canonical = _canonical_email_field(email)
+    _account_email_limits(request=request, recipient=canonical)
+    user = User.objects.filter(email=canonical, is_active=True).first()
+    if user is not None:
+        token, row = _account_token_issue(
+            user=user,
+            purpose=AccountTokenPurpose.RESET_PASSWORD,
+            email=user.email,
+            lifetime=settings.PASSWORD_RESET_TOKEN_LIFETIME,
+        )
+        mail_send_on_commit(
+            template="reset_password",
+            to=user.email,
+            context={
+                "username": user.username,
+                "email": user.email,
+                "link": frontend_link("reset-password", token),
+                "lifetime": lifetime_text(row.expires_at),
+            },
+        )
+    auth_event_record(
+        kind=AuthEventKind.PASSWORD_RESET_REQUESTED,
+        request=request,
+        user=user,
+        identifier=canonical,
+        detail="" if user is not None else "no such account",
+    )
+
+
+@transaction.atomic
+def password_reset(*, request, token: str, new_password: str) -> User:
+    """Set a new password with a reset link; end every session of the account.
+
+    The link is one-time and state-bound: dead after use, after any password change and
+    after a newer reset. Opening it proves the mailbox, so the address counts as
+    verified. Raises ValidationError (`token` INVALID_TOKEN, `newPassword` validators)
+    and changes nothing then.
+    """
+    _account_token_limits(request=request)
+    row = _account_token_use(token=token, purpose=AccountTokenPurpose.RESET_PASSWORD)
+    user = row.user
+    _password_validated(new_password, user=user, field="new_password")
+    user.set_password(new_password)
+    user.is_email_verified = user.is_email_verified or row.email == user.email
+    user.save(update_fields=["password", "is_email_verified"])
+    AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.RESET_PASSWORD, used_at__isnull=True).delete()
+    session_revoke_all(user=user, reason=SessionEndReason.PASSWORD_RESET, request=request)
+    auth_event_record(kind=AuthEventKind.PASSWORD_RESET, request=request, user=user)
+    return user
+
+
+@transaction.atomic
+def password_change(*, request, user: User, session_id: str, old_password: str, new_password: str) -> SessionTokens:
+    """Change a signed-in user's password; end every other session; renew this one's tokens.
+
+    Raises ValidationError (`oldPassword` INVALID_PASSWORD, `newPassword` validators) and
+    RateLimited; nothing changes then. Returns a new access token and a new refresh token
+    of the current session; its earlier refresh token stops working.
+    """
+    errors = {}
+    for check in (
+        lambda: _password_confirmed(request=request, user=user, password=old_password, field="old_password"),
+        lambda: _password_validated(new_password, user=user, field="new_password"),
+    ):
+        try:
+            check()
+        except ValidationError as exc:
+            errors.update(exc.error_dict)
+    if errors:
+        raise ValidationError(errors)
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    session_revoke_all(user=user, reason=SessionEndReason.PASSWORD_CHANGE, keep_session_id=session_id, request=request)
+    session = Session.objects.get(pk=session_id, user=user)
+    # The session's refresh token goes too: whoever else holds it cannot carry on.
+    RefreshToken.objects.filter(session=session, used_at__isnull=True).delete()
+    now = timezone.now()
+    session.last_used_at = now
+    Session.objects.filter(pk=session.pk).update(last_used_at=now)
+    auth_event_record(kind=AuthEventKind.PASSWORD_CHANGED, request=request, user=user, session_id=session.pk)
+    return _session_tokens(session=session, user=user, now=now)
+
+
+# --- profile and deletion ------------------------------------------------------------------
+
+
+@transaction.atomic
+def account_update(*, request, user: User, username: str | None = None, email: str | None = None) -> str | None:
+    """Change a signed-in user's username and ask to change their email; return the pending address.
+
+    The username changes at once, with the registration rules. A new email address
+    replaces the old one only once confirmed: a link goes to the new address, a notice
+    to the old one, and `verifyAccount` makes the change. Raises ValidationError keyed by
+    field (nothing changes then) and RateLimited.
+    """
+    errors: dict[str, ValidationError] = {}
+    new_username = new_email = None
+    if username is not None:
+        try:
+            new_username = canonical_username(_required(username, "Choose a username."))
+            if username_taken(new_username, exclude=user):
+                raise _taken("username")
+        except ValidationError as exc:
+            errors["username"] = exc
+    if email is not None:
+        try:
+            new_email = canonical_email(_required(email, "Enter your email address."))
+            if email_taken(new_email, exclude=user):
+                raise _taken("email")
+        except ValidationError as exc:
+            errors["email"] = exc
+    if errors:
+        raise ValidationError(errors)
+    if new_username is not None and new_username != user.username:
+        user.username = new_username
+        try:
+            with transaction.atomic():
+                user.save(update_fields=["username"])
+        except IntegrityError:
+            raise ValidationError({"username": _taken("username")}) from None
+        auth_event_record(kind=AuthEventKind.USERNAME_CHANGED, request=request, user=user)
+    if new_email is None or new_email == user.email:
+        return None
+    _account_email_limits(request=request, recipient=new_email)
+    _verification_send(user=user, email=new_email, template="email_change")
+    mail_send_on_commit(
+        template="email_change_notice", to=user.email, context={"username": user.username, "old_email": user.email}
+    )
+    auth_event_record(kind=AuthEventKind.EMAIL_CHANGE_REQUESTED, request=request, user=user)
+    return new_email
+
+
+@transaction.atomic
+def account_delete(*, request, user: User, password: str) -> None:
+    """Delete a signed-in user's account after confirming the password; end every session.
+
+    With ACCOUNT_DELETION = "deactivate" the row stays (deactivated, its username and
+    email replaced, no usable password) so the address is free again either way and a
+    new account there inherits nothing. Raises ValidationError (`password`
+    INVALID_PASSWORD) and RateLimited; nothing changes then.
+    """
+    _password_confirmed(request=request, user=user, password=password, field="password")
+    session_revoke_all(user=user, reason=SessionEndReason.ACCOUNT_DELETED, request=request)
+    auth_event_record(kind=AuthEventKind.ACCOUNT_DELETED, request=request, user=user)
+    if settings.ACCOUNT_DELETION == "deactivate":
+        user.username = f"deleted-{user.pk}"
+        user.email = f"deleted-{user.pk}@deleted.invalid"
+        user.set_unusable_password()
+        user.is_active = False
+        user.is_email_verified = False
+        user.save(update_fields=["username", "email", "password", "is_active", "is_email_verified"])
+        AccountToken.objects.filter(user=user).delete()
+        return
+    user.delete()
+
+
+# --- housekeeping --------------------------------------------------------------------------
+
+
+def account_tokens_delete_stale(*, dry_run: bool = False) -> int:
+    """Delete used and expired emailed tokens; return how many."""
+    stale = AccountToken.objects.filter(models.Q(used_at__isnull=False) | models.Q(expires_at__lte=timezone.now()))
+    return stale.count() if dry_run else stale.delete()[0]
+
+
+def auth_events_delete_old(*, dry_run: bool = False, batch_size: int = 5000) -> int:
+    """Delete audit-trail entries older than AUTH_EVENT_RETENTION; return how many."""
+    old = AuthEvent.objects.filter(created_at__lte=timezone.now() - timedelta(seconds=settings.AUTH_EVENT_RETENTION))
+    if dry_run:
+        return old.count()
+    deleted = 0
+    while batch := list(old.values_list("pk", flat=True)[:batch_size]):
+        deleted += AuthEvent.objects.filter(pk__in=batch).delete()[0]
+    return deleted

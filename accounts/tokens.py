@@ -36,8 +36,8 @@ _SUBJECT = re.compile(r"[1-9][0-9]{0,18}")
 MAX_USER_ID = 2**63 - 1  # the largest primary key a database bigint holds
 _JTI = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _SID = re.compile(r"[0-9a-f]{32}")  # a session's UUID, as hex
-REFRESH_TOKEN_BYTES = 32
-_REFRESH_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes in unpadded base64url
+OPAQUE_TOKEN_BYTES = 32
+_OPAQUE_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes in unpadded base64url
 
 
 @dataclass(frozen=True)
@@ -221,18 +221,26 @@ def access_token_verify(token: str) -> AccessClaims:
     )
 
 
-def refresh_token_generate() -> tuple[str, str]:
-    """Return a new refresh token and the digest to store: 256 bits from the OS CSPRNG."""
-    token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
-    return token, refresh_token_digest(token)
+def opaque_token_generate() -> tuple[str, str]:
+    """Return a new opaque token and the digest to store: 256 bits from the OS CSPRNG.
 
-
-def refresh_token_digest(token) -> str:
-    """Return the stored digest of a refresh token; raise TokenInvalid for any other shape.
-
-    An access token, a JWT or any string we could not have issued is refused here,
-    before a query.
+    Refresh tokens and the one-time tokens in account emails are both of this shape.
     """
-    if not isinstance(token, str) or not _REFRESH_TOKEN.fullmatch(token):
+    token = secrets.token_urlsafe(OPAQUE_TOKEN_BYTES)
+    return token, opaque_token_digest(token)
+
+
+def opaque_token_digest(token) -> str:
+    """Return the stored digest of an opaque token; raise TokenInvalid for any other shape.
+
+    A JWT or any string we could not have issued is refused here, before a query. The
+    tokens are 256 random bits, so a fast digest is as safe as a slow one and lets the
+    row be found by an index.
+    """
+    if not isinstance(token, str) or not _OPAQUE_TOKEN.fullmatch(token):
         raise TokenInvalid
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+refresh_token_generate = opaque_token_generate
+refresh_token_digest = opaque_token_digest

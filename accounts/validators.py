@@ -29,17 +29,22 @@ def has_control_characters(value: str) -> bool:
     return any(unicodedata.category(char) in {"Cc", "Cf", "Cs"} for char in value)
 
 
-def clean_user_agent(value: str | None) -> str:
-    """Return a client's User-Agent as recorded on a session: printable and bounded.
+def printable_text(value: str | None, max_length: int) -> str:
+    """Return client-chosen text fit to store and display: no control characters, bounded.
 
-    The header is the client's to choose: control characters are dropped (they would
-    break log lines and admin pages) and it is cut at USER_AGENT_MAX_LENGTH.
+    Control and format characters are dropped (NUL is refused by Postgres, the others
+    break log lines and admin pages), and the text is cut at `max_length`.
     """
     if not value:
         return ""
-    text = value[: USER_AGENT_MAX_LENGTH * 2]
+    text = value[: max_length * 2]
     text = "".join(char for char in text if unicodedata.category(char) not in {"Cc", "Cf", "Cs"})
-    return text.strip()[:USER_AGENT_MAX_LENGTH]
+    return text.strip()[:max_length]
+
+
+def clean_user_agent(value: str | None) -> str:
+    """Return a client's User-Agent as recorded on a session or an event: printable and bounded."""
+    return printable_text(value, USER_AGENT_MAX_LENGTH)
 
 
 def canonical_email(value: str) -> str:

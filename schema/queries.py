@@ -1,9 +1,23 @@
 """Root query fields."""
 
 import graphene
+from graphene_django.fields import DjangoConnectionField
 
+from accounts.exceptions import Forbidden
+from accounts.selectors import USER_ORDERINGS, user_list
+from accounts.validators import has_control_characters
+from schema.errors import RequestErrorCode, coded_error
 from schema.types import Node, UserType
-from schema.viewer import viewer
+from schema.viewer import viewer, viewer_required
+
+USERS_PAGE_MAX = 100
+SEARCH_MAX_LENGTH = 254
+
+UserOrderBy = graphene.Enum(
+    "UserOrderBy",
+    [(name, name) for name in USER_ORDERINGS],
+    description="How `users` are ordered; ties are broken by account id.",
+)
 
 
 class Query(graphene.ObjectType):
@@ -11,7 +25,39 @@ class Query(graphene.ObjectType):
 
     me = graphene.Field(UserType, description="The signed-in user; null for a request without a token.")
     node = Node.Field(description="Fetch an object by its global ID: your own user, or anyone's for staff.")
+    users = graphene.relay.ConnectionField(
+        UserType._meta.connection,
+        search=graphene.String(description="Part of a username or email, any case."),
+        is_active=graphene.Boolean(description="Only active (true) or deactivated (false) accounts."),
+        is_staff=graphene.Boolean(description="Only staff (true) or non-staff (false) accounts."),
+        is_email_verified=graphene.Boolean(description="Only verified (true) or unverified (false) addresses."),
+        joined_after=graphene.DateTime(description="Joined at or after this time."),
+        joined_before=graphene.DateTime(description="Joined before this time."),
+        order_by=UserOrderBy(default_value="DATE_JOINED_DESC", description="The order; newest first by default."),
+        first=graphene.Int(description=f"Page size from the start, at most {USERS_PAGE_MAX} (the default)."),
+        last=graphene.Int(description=f"Page size from the end, at most {USERS_PAGE_MAX}."),
+        after=graphene.String(description="The `endCursor` of the previous page."),
+        before=graphene.String(description="The `startCursor` of the next page, to page backwards."),
+        description=f"Accounts, for staff only: search, filters and pages of at most {USERS_PAGE_MAX}.",
+    )
 
     @staticmethod
     def resolve_me(root, info):
         return viewer(info)
+
+    @staticmethod
+    def resolve_users(root, info, order_by="DATE_JOINED_DESC", search=None, **arguments):
+        user = viewer_required(info)
+        if not user.is_staff:
+            raise Forbidden
+        page = {name: arguments.pop(name, None) for name in ("first", "last", "after", "before")}
+        for name in ("first", "last"):
+            if page[name] is not None and not 0 <= page[name] <= USERS_PAGE_MAX:
+                raise coded_error(f"`{name}` must be between 0 and {USERS_PAGE_MAX}.", RequestErrorCode.BAD_USER_INPUT)
+        if search is not None and (len(search) > SEARCH_MAX_LENGTH or has_control_characters(search)):
+            raise coded_error("`search` is too long or holds control characters.", RequestErrorCode.BAD_USER_INPUT)
+        users = user_list(search=search, order_by=getattr(order_by, "value", order_by), **arguments)
+        args = {name: value for name, value in page.items() if value is not None}
+        return DjangoConnectionField.resolve_connection(
+            UserType._meta.connection, args, users, max_limit=USERS_PAGE_MAX
+        )

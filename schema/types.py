@@ -9,7 +9,7 @@ from graphene_django import DjangoObjectType
 from graphql_relay import from_global_id
 
 from accounts.models import Session, User
-from accounts.selectors import session_get_live, session_list_live, user_get_visible
+from accounts.selectors import session_get_live, session_list_visible, user_get_visible
 from schema.errors import RequestErrorCode, coded_error
 from schema.viewer import viewer
 
@@ -43,6 +43,24 @@ class Node(relay.Node):
         return graphene_type.get_node(info, object_id)
 
 
+class CountedConnection(relay.Connection):
+    """A Relay connection that also says how many items match."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def __init_subclass_with_meta__(cls, node=None, name=None, **options):
+        options.setdefault("description", f"A page of {node._meta.name} items, with the total count.")
+        super().__init_subclass_with_meta__(node=node, name=name, **options)
+
+    total_count = graphene.Int(required=True, description="How many items match, on every page together.")
+
+    @staticmethod
+    def resolve_total_count(connection, info):
+        return connection.length
+
+
 class UserType(DjangoObjectType):
     """An account. You can see your own; staff can see anyone's."""
 
@@ -50,6 +68,7 @@ class UserType(DjangoObjectType):
         model = User
         name = "User"
         interfaces = (Node,)
+        connection_class = CountedConnection
         # An explicit allow-list: never the password hash, permissions or staff flags.
         fields = ("id", "username", "email", "date_joined", "last_login", "is_email_verified")
 
@@ -76,10 +95,7 @@ class UserType(DjangoObjectType):
 
     @staticmethod
     def resolve_sessions(user, info):
-        # Only the account's owner sees its devices and addresses; not even staff.
-        if user != viewer(info):
-            return None
-        return session_list_live(user=user)
+        return session_list_visible(viewer=viewer(info), user=user)
 
 
 def session_uuid(value) -> uuid.UUID | None:

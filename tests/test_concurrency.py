@@ -8,8 +8,9 @@ from django.db import connection
 from django.test import Client
 
 from accounts.error_codes import AuthErrorCode, UserErrorCode
-from accounts.models import RefreshToken, Session, User
-from accounts.services import refresh_token_rotate, session_open
+from accounts.models import RefreshToken, Session, SessionEndReason, User
+from accounts.services import refresh_token_revoke, refresh_token_rotate, session_open
+from accounts.tokens import refresh_token_digest
 from tests.conftest import error_codes
 
 pytestmark = [
@@ -258,3 +259,51 @@ def test_a_refresh_waits_for_a_concurrent_rotation_and_then_sees_the_token_used(
     session = Session.objects.get(user=user)
     assert session.revoked_at is None
     assert RefreshToken.objects.filter(session=session, used_at__isnull=True).count() == 1
+
+
+def test_a_refresh_racing_a_logout_of_its_session_never_succeeds(make_user):
+    # given: a logout of the session holds its locks, not yet committed
+    user = make_user()
+    tokens = session_open(user=user)
+    signed_out, release = threading.Event(), threading.Event()
+
+    def logout_and_hold():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                refresh_token_revoke(refresh_token=tokens.refresh_token)
+                signed_out.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=logout_and_hold)
+    holder.start()
+    assert signed_out.wait(timeout=10)
+    outcome = {}
+
+    def refresh():
+        try:
+            outcome["results"] = refresh_in_parallel(tokens.refresh_token, 1)
+        finally:
+            connection.close()
+
+    # when: a refresh of the same session arrives and waits on the locks
+    second = threading.Thread(target=refresh)
+    second.start()
+    assert wait_for_a_lock_wait(), "the refresh never waited for the logout"
+    release.set()
+    holder.join(timeout=10)
+    second.join(timeout=10)
+    # then: it saw the session ended; no token came out for a signed-out session
+    body = outcome["results"][0]["body"]
+    assert error_codes(body) == [AuthErrorCode.TOKEN_REVOKED.value]
+    assert body["data"] == {"refreshToken": None}
+    session = Session.objects.get(user=user)
+    assert session.revoked_reason == SessionEndReason.LOGOUT
+    assert (
+        not RefreshToken.objects.filter(session=session, used_at__isnull=True)
+        .exclude(token_hash=refresh_token_digest(tokens.refresh_token))
+        .exists()
+    )

@@ -336,7 +336,7 @@ def test_production_reads_the_session_and_cookie_settings():
         "import django; django.setup(); from django.conf import settings; g = settings.GATEHOUSE; "
         "print(settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME, settings.REFRESH_TOKEN_REUSE_GRACE, "
         "settings.REVOKED_SESSION_RETENTION, g['REFRESH_TOKEN_COOKIE'], g['REFRESH_TOKEN_COOKIE_SAMESITE'], "
-        "g['REFRESH_TOKEN_COOKIE_PATH'])"
+        "g['REFRESH_TOKEN_COOKIE_PATH'], settings.CORS_ALLOW_CREDENTIALS)"
     )
     variables = {
         "JWT_REFRESH_TOKEN_IDLE_LIFETIME": "3600",
@@ -348,18 +348,19 @@ def test_production_reads_the_session_and_cookie_settings():
     }
     result = start_django({**PRODUCTION, **variables}, code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["3600", "0", "86400", "True", "Strict", "/"]
+    assert result.stdout.split() == ["3600", "0", "86400", "True", "Strict", "/", "True"]
 
 
 def test_production_session_defaults():
     code = (
         "import django; django.setup(); from django.conf import settings; g = settings.GATEHOUSE; "
         "print(settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME, settings.REFRESH_TOKEN_REUSE_GRACE, "
-        "g['REFRESH_TOKEN_COOKIE'], g['REFRESH_TOKEN_COOKIE_SAMESITE'], g['REFRESH_TOKEN_COOKIE_PATH'])"
+        "g['REFRESH_TOKEN_COOKIE'], g['REFRESH_TOKEN_COOKIE_SAMESITE'], g['REFRESH_TOKEN_COOKIE_PATH'], "
+        "settings.CORS_ALLOW_CREDENTIALS)"
     )
     result = start_django(PRODUCTION, code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["86400", "10", "False", "Lax", "/graphql"]
+    assert result.stdout.split() == ["86400", "10", "False", "Lax", "/graphql", "False"]
 
 
 @pytest.mark.parametrize(

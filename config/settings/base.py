@@ -75,6 +75,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
         f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 5000, minimum=1)}"
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Write transactions take SQLite's write lock when they begin and wait up to 20 s for
+    # it: in the default deferred mode, two sign-ins or refreshes at once make one of them
+    # fail at once with "database is locked" (a 500) instead of waiting its turn.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # REDIS_URL makes rate limits and shared state common to every process.
@@ -134,9 +139,6 @@ SECURE_REFERRER_POLICY = "same-origin"
 # CORS only for configured origins; never a wildcard.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/graphql/?$"
-# Cookie mode needs it (fetch with credentials: "include"); only allow-listed origins get
-# CORS at all, and no cookie authenticates GraphQL except the refresh cookie in two mutations.
-CORS_ALLOW_CREDENTIALS = True
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "apollo-require-preflight", "x-apollo-operation-name"]
 
 # JSON Web Tokens. The signing key is its own secret (never SECRET_KEY); subclasses set it.
@@ -187,6 +189,16 @@ def graphql_jwt_settings(signing_key: str) -> dict:
 
 # Base of the links in account emails (activation, password reset).
 FRONTEND_URL = env_str("FRONTEND_URL", "http://localhost:3000")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+# Whether accounts whose email is not yet confirmed may sign in (the seed lets them).
+ACCOUNT_ALLOW_UNVERIFIED_LOGIN = env_bool("ACCOUNT_ALLOW_UNVERIFIED_LOGIN", True)
+# What deleteAccount does: "delete" the row, or "deactivate" it (identifiers scrubbed, row kept).
+ACCOUNT_DELETION = env_choice("ACCOUNT_DELETION", "delete", ("delete", "deactivate"))
+# How long the links in account emails work, seconds.
+EMAIL_VERIFICATION_TOKEN_LIFETIME = env_int("EMAIL_VERIFICATION_TOKEN_LIFETIME", 3 * 24 * 3600, minimum=60)
+PASSWORD_RESET_TOKEN_LIFETIME = env_int("PASSWORD_RESET_TOKEN_LIFETIME", 3600, minimum=60)
+# Audit-trail entries older than this are deleted by `manage.py housekeeping`, seconds.
+AUTH_EVENT_RETENTION = env_int("AUTH_EVENT_RETENTION", 90 * 24 * 3600, minimum=0)
 
 # Gatehouse's own settings, in one namespaced dict.
 GATEHOUSE = {
@@ -205,12 +217,33 @@ GATEHOUSE = {
     "MAX_OPERATIONS": 5,
     "MAX_ROOT_FIELDS": 10,
     # Root fields that may appear at most once per request: brute force cannot hide in aliases.
-    "SENSITIVE_ROOT_FIELDS": ("tokenAuth", "register", "refreshToken"),
+    "SENSITIVE_ROOT_FIELDS": (
+        "tokenAuth",
+        "register",
+        "refreshToken",
+        "passwordChange",
+        "passwordReset",
+        "sendPasswordResetEmail",
+        "resendActivationEmail",
+        "verifyAccount",
+        "updateAccount",
+        "deleteAccount",
+    ),
     "MAX_AUTHORIZATION_HEADER": 4_096,
     # Attempts per window, shared by every process through the cache; None disables one.
     "LOGIN_RATE_PER_ACCOUNT": env_rate("LOGIN_RATE_PER_ACCOUNT", "10/300"),
     "LOGIN_RATE_PER_ADDRESS": env_rate("LOGIN_RATE_PER_ADDRESS", "30/60"),
     "REGISTER_RATE_PER_ADDRESS": env_rate("REGISTER_RATE_PER_ADDRESS", "20/3600"),
+    # Account emails (password reset, verification resend, email change): per recipient
+    # address, whether or not it has an account, and per client address.
+    "ACCOUNT_EMAIL_RATE_PER_RECIPIENT": env_rate("ACCOUNT_EMAIL_RATE_PER_RECIPIENT", "3/3600"),
+    "ACCOUNT_EMAIL_RATE_PER_ADDRESS": env_rate("ACCOUNT_EMAIL_RATE_PER_ADDRESS", "20/3600"),
+    # Emailed tokens presented (verifyAccount, passwordReset), per client address.
+    "ACCOUNT_TOKEN_RATE_PER_ADDRESS": env_rate("ACCOUNT_TOKEN_RATE_PER_ADDRESS", "30/3600"),
+    # Password checks of a signed-in user (passwordChange, deleteAccount), per account.
+    "PASSWORD_CHECK_RATE_PER_ACCOUNT": env_rate("PASSWORD_CHECK_RATE_PER_ACCOUNT", "10/300"),
+    # Send account emails from a background thread, so no response waits for (or reveals) a mail.
+    "EMAIL_ASYNC": env_bool("EMAIL_ASYNC", True),
     # Cookie mode for browser apps: the refresh token travels in an HttpOnly cookie instead
     # of the response body. Off by default.
     "REFRESH_TOKEN_COOKIE": env_bool("REFRESH_TOKEN_COOKIE", False),
@@ -218,6 +251,9 @@ GATEHOUSE = {
     # The cookie is sent only to this path; "/" allows the stricter __Host- prefix.
     "REFRESH_TOKEN_COOKIE_PATH": env_str("REFRESH_TOKEN_COOKIE_PATH", "/graphql"),
 }
+
+# Only cookie mode needs browsers to send credentials cross-origin (to allow-listed origins).
+CORS_ALLOW_CREDENTIALS = GATEHOUSE["REFRESH_TOKEN_COOKIE"]
 
 LOGGING = {
     "version": 1,

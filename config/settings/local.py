@@ -15,5 +15,7 @@ GATEHOUSE = {
     **GATEHOUSE,
     "GRAPHIQL": env_bool("GRAPHIQL", True),
     "INTROSPECTION": env_bool("GRAPHQL_INTROSPECTION", True),
+    # Mails print to the console as soon as the transaction commits.
+    "EMAIL_ASYNC": env_bool("EMAIL_ASYNC", False),
 }
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"

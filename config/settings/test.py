@@ -23,6 +23,7 @@ GRAPHQL_JWT = {
     "JWT_LEEWAY": 0,
 }
 CORS_ALLOWED_ORIGINS = []
+CORS_ALLOW_CREDENTIALS = False
 
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 # The real hasher is tested on its own; everything else hashes fast.
@@ -43,4 +44,17 @@ GATEHOUSE = {
     "REFRESH_TOKEN_COOKIE": False,
     "REFRESH_TOKEN_COOKIE_SAMESITE": "Lax",
     "REFRESH_TOKEN_COOKIE_PATH": "/graphql",
+    "ACCOUNT_EMAIL_RATE_PER_RECIPIENT": None,
+    "ACCOUNT_EMAIL_RATE_PER_ADDRESS": None,
+    "ACCOUNT_TOKEN_RATE_PER_ADDRESS": None,
+    "PASSWORD_CHECK_RATE_PER_ACCOUNT": None,
+    # Synchronous, so that a test sees the mail in the locmem outbox at once.
+    "EMAIL_ASYNC": False,
 }
+FRONTEND_URL = "https://app.example.com"
+DEFAULT_FROM_EMAIL = "Gatehouse <no-reply@example.com>"
+ACCOUNT_ALLOW_UNVERIFIED_LOGIN = True
+ACCOUNT_DELETION = "delete"
+EMAIL_VERIFICATION_TOKEN_LIFETIME = 3 * 24 * 3600
+PASSWORD_RESET_TOKEN_LIFETIME = 3600
+AUTH_EVENT_RETENTION = 90 * 24 * 3600

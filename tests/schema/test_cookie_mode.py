@@ -58,11 +58,14 @@ ME = "{ me { username } }"
 
 @pytest.fixture
 def cookie_mode():
-    """Turn cookie mode on; call the fixture's value with more GATEHOUSE keys to change them."""
+    """Turn cookie mode on (with credentialed CORS, as the settings derive it); call the
+    fixture's value with more GATEHOUSE keys to change them."""
     overrides = []
 
     def configure(**options):
-        override = override_settings(GATEHOUSE={**settings.GATEHOUSE, "REFRESH_TOKEN_COOKIE": True, **options})
+        override = override_settings(
+            GATEHOUSE={**settings.GATEHOUSE, "REFRESH_TOKEN_COOKIE": True, **options}, CORS_ALLOW_CREDENTIALS=True
+        )
         override.enable()
         overrides.append(override)
 
@@ -349,6 +352,30 @@ def test_cross_origin_cookie_refresh_is_readable_by_the_browser(gql, client, tok
     assert response.get("Access-Control-Allow-Credentials") == "true"
 
 
+def test_without_cookie_mode_cors_never_allows_credentials(client):
+    # No cookie authenticates anything then, so no origin is invited to send one.
+    with override_settings(CORS_ALLOWED_ORIGINS=["https://app.example"]):
+        preflight = client.options(
+            "/graphql",
+            HTTP_ORIGIN="https://app.example",
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type",
+        )
+    assert preflight["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Access-Control-Allow-Credentials" not in preflight
+
+
+def test_an_expired_sessions_cookie_is_deleted_on_refresh(gql, client, tokens, cookie_mode):
+    # given: the session ran out
+    client.cookies[SECURE_NAME] = tokens.refresh_token
+    Session.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    # when
+    response = gql.post(REFRESH, headers=SAME_ORIGIN)
+    # then: refused, and the browser stops sending a cookie that cannot work
+    assert error_codes(response.json()) == [AuthErrorCode.TOKEN_EXPIRED.value]
+    assert_cookie_deleted(response)
+
+
 def test_cookie_replayed_within_the_grace_window_is_refused_harmlessly(gql, client, tokens, cookie_mode):
     # given: the cookie was just rotated (a second tab still holds the old value)
     client.cookies[SECURE_NAME] = tokens.refresh_token
@@ -384,7 +411,8 @@ def test_old_cookie_replayed_after_the_grace_window_kills_the_session(gql, clien
     session = session_of(tokens.refresh_token)
     assert session.revoked_at is not None
     assert session.revoked_reason == SessionEndReason.REFRESH_TOKEN_REUSE
-    assert_no_cookie(response)
+    # a cookie that can never work again is deleted
+    assert_cookie_deleted(response)
     assert error_codes(gql(ME, token=new_access)) == [AuthErrorCode.TOKEN_REVOKED.value]
     client.cookies[SECURE_NAME] = new_value
     assert error_codes(gql(REFRESH, headers=SAME_ORIGIN)) == [AuthErrorCode.TOKEN_REVOKED.value]
@@ -671,7 +699,8 @@ def test_access_token_in_the_refresh_cookie_is_not_a_refresh_token(gql, client, 
 
     assert error_codes(response.json()) == [AuthErrorCode.TOKEN_INVALID.value]
     assert is_unused(tokens.refresh_token)
-    assert_no_cookie(response)
+    # a cookie that can never work again is deleted
+    assert_cookie_deleted(response)
 
 
 # --- 9. a Django admin session never authenticates GraphQL -----------------------------------

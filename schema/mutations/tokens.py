@@ -1,4 +1,4 @@
-"""Root mutation fields. Each one unpacks, calls one service, translates errors, returns.
+"""Sign-in, tokens and sessions. Each mutation unpacks, calls one service, translates errors, returns.
 
 Names and payload fields follow django-graphql-jwt (`tokenAuth`, `verifyToken`,
 `refreshToken`, `revokeToken`, `deleteRefreshTokenCookie`; `token`, `payload`,
@@ -14,11 +14,13 @@ from graphql_relay import from_global_id
 
 from accounts.cookies import (
     cookie_mode,
+    refresh_cookie_after_failure,
+    refresh_cookie_after_logout,
     refresh_cookie_clear,
     refresh_cookie_name,
-    refresh_token_deliver,
     refresh_token_from_request,
 )
+from accounts.exceptions import AuthError
 from accounts.models import SessionEndReason
 from accounts.selectors import access_token_check
 from accounts.services import (
@@ -27,53 +29,11 @@ from accounts.services import (
     session_revoke,
     session_revoke_all,
     user_authenticate,
-    user_register,
 )
-from accounts.tokens import SessionTokens
 from schema.errors import RequestErrorCode, UserError, coded_error, user_errors_from
+from schema.mutations.common import REFRESH_EXPIRES_IN, REFRESH_TOKEN_IN, REFRESH_TOKEN_OUT, session_tokens_payload
 from schema.types import SessionType, UserType, session_uuid
 from schema.viewer import viewer_required
-
-REFRESH_TOKEN_OUT = "The refresh token: keep it secret, use it once. Null in cookie mode, where it is a cookie."  # noqa: S105
-REFRESH_TOKEN_IN = "The refresh token; omit it in cookie mode to use the cookie."  # noqa: S105
-REFRESH_EXPIRES_IN = "Unix time after which this session can no longer be refreshed, unless refreshed before."
-
-
-def _session_tokens(info, tokens: SessionTokens) -> dict:
-    """Return the payload fields of new session tokens; in cookie mode the refresh token goes to the cookie."""
-    return {**tokens.as_payload(), "refresh_token": refresh_token_deliver(info.context, tokens)}
-
-
-class Register(graphene.Mutation):
-    """Create an account and sign it in.
-
-    Refused input comes back in `errors` (and nothing is written); too many registrations
-    from one address is a top-level RATE_LIMITED error.
-    """
-
-    class Arguments:
-        username = graphene.String(
-            required=True, description="Public handle: letters, digits and @ . + - _, unique ignoring case."
-        )
-        email = graphene.String(required=True, description="Login address; stored lowercased, unique.")
-        password = graphene.String(required=True, description="Checked by the password validators.")
-
-    user = graphene.Field(UserType, description="The new account; null when `errors` is not empty.")
-    token = graphene.String(description="Access token for the new session; null when `errors` is not empty.")
-    payload = GenericScalar(description="The access token's claims; null when `errors` is not empty.")
-    refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
-    refresh_expires_in = graphene.Int(description=REFRESH_EXPIRES_IN)
-    errors = graphene.List(
-        graphene.NonNull(UserError), required=True, description="Why the input was refused; empty on success."
-    )
-
-    @classmethod
-    def mutate(cls, root, info, username, email, password):
-        try:
-            user, tokens = user_register(request=info.context, username=username, email=email, password=password)
-        except ValidationError as exc:
-            return cls(errors=user_errors_from(exc))
-        return cls(user=user, errors=[], **_session_tokens(info, tokens))
 
 
 class TokenAuth(graphene.Mutation):
@@ -99,7 +59,7 @@ class TokenAuth(graphene.Mutation):
         if (email is None) == (username is None):
             raise coded_error("Give either `email` or `username`, not both.", RequestErrorCode.BAD_USER_INPUT)
         user, tokens = user_authenticate(request=info.context, email=email, username=username, password=password)
-        return cls(user=user, **_session_tokens(info, tokens))
+        return cls(user=user, **session_tokens_payload(info, tokens))
 
 
 class Verify(graphene.Mutation):
@@ -138,8 +98,12 @@ class Refresh(graphene.Mutation):
     @classmethod
     def mutate(cls, root, info, refresh_token=None):
         presented = refresh_token_from_request(info.context, refresh_token)
-        _user, tokens = refresh_token_rotate(refresh_token=presented)
-        return cls(**_session_tokens(info, tokens))
+        try:
+            _user, tokens = refresh_token_rotate(refresh_token=presented, request=info.context)
+        except AuthError as exc:
+            refresh_cookie_after_failure(info.context, exc, from_cookie=refresh_token is None)
+            raise
+        return cls(**session_tokens_payload(info, tokens))
 
 
 class Revoke(graphene.Mutation):
@@ -156,10 +120,8 @@ class Revoke(graphene.Mutation):
     @classmethod
     def mutate(cls, root, info, refresh_token=None):
         presented = refresh_token_from_request(info.context, refresh_token)
-        if refresh_token is None:
-            # The cookie is done with, whether or not its session was still live.
-            refresh_cookie_clear(info.context)
-        session = refresh_token_revoke(refresh_token=presented)
+        refresh_cookie_after_logout(info.context, from_cookie=refresh_token is None)
+        session = refresh_token_revoke(refresh_token=presented, request=info.context)
         return cls(revoked=int(session.revoked_at.timestamp()))
 
 
@@ -172,7 +134,7 @@ class LogoutAll(graphene.Mutation):
     @classmethod
     def mutate(cls, root, info):
         user = viewer_required(info)
-        count = session_revoke_all(user=user, reason=SessionEndReason.LOGOUT_ALL)
+        count = session_revoke_all(user=user, reason=SessionEndReason.LOGOUT_ALL, request=info.context)
         if cookie_mode():
             refresh_cookie_clear(info.context)
         return cls(success=True, revoked_sessions=count)
@@ -193,7 +155,7 @@ class RevokeSession(graphene.Mutation):
     def mutate(cls, root, info, id):
         user = viewer_required(info)
         try:
-            session_revoke(user=user, session_id=_session_id_from_global_id(id))
+            session_revoke(user=user, session_id=_session_id_from_global_id(id), request=info.context)
         except ValidationError as exc:
             return cls(success=False, errors=user_errors_from(exc))
         return cls(success=True, errors=[])
@@ -218,16 +180,3 @@ class DeleteRefreshTokenCookie(graphene.Mutation):
     def mutate(cls, root, info):
         refresh_cookie_clear(info.context)
         return cls(deleted=refresh_cookie_name() in info.context.COOKIES)
-
-
-class Mutation(graphene.ObjectType):
-    """Create accounts, sign in and out, and manage sessions."""
-
-    register = Register.Field(description="Create an account and sign it in.")
-    token_auth = TokenAuth.Field(description="Sign in and get an access token and a refresh token.")
-    verify_token = Verify.Field(description="Check an access token: signature, claims, session and account.")
-    refresh_token = Refresh.Field(description="Rotate a refresh token: a new access token and a new refresh token.")
-    revoke_token = Revoke.Field(description="Sign out the session of a refresh token.")
-    logout_all = LogoutAll.Field(description="Sign out every session of the signed-in user.")
-    revoke_session = RevokeSession.Field(description="End one of your own sessions.")
-    delete_refresh_token_cookie = DeleteRefreshTokenCookie.Field(description="Delete the refresh token cookie.")
