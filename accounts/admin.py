@@ -7,7 +7,7 @@ from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreation
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Session, SessionEndReason, User
+from accounts.models import AuthEvent, Session, SessionEndReason, User
 from accounts.selectors import sessions_live
 from accounts.services import password_set, session_revoke_all, sessions_revoke, user_deactivate
 
@@ -142,3 +142,36 @@ class SessionAdmin(admin.ModelAdmin):
     def end_sessions(self, request, queryset):
         count = sessions_revoke(queryset, reason=SessionEndReason.ADMIN)
         self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)
+
+
+@admin.register(AuthEvent)
+class AuthEventAdmin(admin.ModelAdmin):
+    """The audit trail: read-only, searchable, pruned by `manage.py housekeeping`."""
+
+    list_display = ("created_at", "kind", "user", "user_ref", "identifier", "ip_address", "detail")
+    list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("identifier", "user__email", "user__username", "ip_address", "=user_ref")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-pk")
+    list_select_related = ("user",)
+    fields = (
+        "created_at",
+        "kind",
+        "user",
+        "user_ref",
+        "identifier",
+        "ip_address",
+        "user_agent",
+        "session_id",
+        "detail",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -84,7 +84,10 @@ def test_deletes_expired_and_long_revoked_sessions_with_their_refresh_tokens(ses
 
 def test_output_states_the_counts(sessions):
     output = housekeeping()
-    assert output.strip() == "Deleted 2 expired and 1 long-revoked session(s) with 6 refresh token(s)."
+    assert output.strip().splitlines() == [
+        "Deleted 2 expired and 1 long-revoked session(s) with 6 refresh token(s).",
+        "Deleted 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+    ]
 
 
 def test_dry_run_deletes_nothing_and_prints_the_counts(sessions):
@@ -93,7 +96,10 @@ def test_dry_run_deletes_nothing_and_prints_the_counts(sessions):
     # when
     output = housekeeping("--dry-run")
     # then
-    assert output.strip() == "Would delete 2 expired and 1 long-revoked session(s) with 6 refresh token(s)."
+    assert output.strip().splitlines() == [
+        "Would delete 2 expired and 1 long-revoked session(s) with 6 refresh token(s).",
+        "Would delete 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+    ]
     assert remaining() == set(sessions.values())
     assert RefreshToken.objects.count() == tokens_before
 
@@ -102,12 +108,18 @@ def test_dry_run_then_real_run_agree(sessions):
     dry = housekeeping("--dry-run")
     real = housekeeping()
     assert dry.replace("Would delete", "Deleted") == real
-    assert housekeeping().strip() == "Deleted 0 expired and 0 long-revoked session(s) with 0 refresh token(s)."
+    assert housekeeping().strip().splitlines() == [
+        "Deleted 0 expired and 0 long-revoked session(s) with 0 refresh token(s).",
+        "Deleted 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+    ]
 
 
 def test_nothing_stale_deletes_nothing(user):
     live = open_session(user, rotations=2)
-    assert housekeeping().strip() == "Deleted 0 expired and 0 long-revoked session(s) with 0 refresh token(s)."
+    assert housekeeping().strip().splitlines() == [
+        "Deleted 0 expired and 0 long-revoked session(s) with 0 refresh token(s).",
+        "Deleted 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+    ]
     assert remaining() == {live.pk}
     assert RefreshToken.objects.count() == 3
 

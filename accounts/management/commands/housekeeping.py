@@ -1,20 +1,22 @@
-"""`manage.py housekeeping`: delete sessions that can never be used again.
+"""`manage.py housekeeping`: delete what can never be used again, and old audit entries.
 
 Run it from cron or a scheduled job (daily is plenty). It deletes, in batches:
 - sessions past their absolute or idle expiry, with their refresh tokens;
 - revoked sessions older than REVOKED_SESSION_RETENTION (kept until then so that the
   admin shows what ended and why, such as a replayed refresh token);
+- used and expired emailed tokens (verification, password reset);
+- audit-trail entries older than AUTH_EVENT_RETENTION;
 and Django's own expired admin sessions (`clearsessions`).
 """
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from accounts.services import sessions_delete_stale
+from accounts.services import account_tokens_delete_stale, auth_events_delete_old, sessions_delete_stale
 
 
 class Command(BaseCommand):
-    help = "Delete expired sessions and long-revoked ones, with their refresh tokens."
+    help = "Delete expired and long-revoked sessions, used or expired emailed tokens, and old audit entries."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -28,5 +30,8 @@ class Command(BaseCommand):
             f"{verb} {counts.expired} expired and {counts.revoked} long-revoked session(s) "
             f"with {counts.refresh_tokens} refresh token(s)."
         )
+        tokens = account_tokens_delete_stale(dry_run=dry_run)
+        events = auth_events_delete_old(dry_run=dry_run)
+        self.stdout.write(f"{verb} {tokens} used or expired emailed token(s) and {events} old audit-trail event(s).")
         if not dry_run:
             call_command("clearsessions")
