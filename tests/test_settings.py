@@ -35,6 +35,18 @@ SETTINGS_VARIABLES = {
     "REFRESH_TOKEN_COOKIE",
     "REFRESH_TOKEN_COOKIE_SAMESITE",
     "REFRESH_TOKEN_COOKIE_PATH",
+    "FRONTEND_URL",
+    "DEFAULT_FROM_EMAIL",
+    "ACCOUNT_ALLOW_UNVERIFIED_LOGIN",
+    "ACCOUNT_DELETION",
+    "EMAIL_VERIFICATION_TOKEN_LIFETIME",
+    "PASSWORD_RESET_TOKEN_LIFETIME",
+    "AUTH_EVENT_RETENTION",
+    "EMAIL_ASYNC",
+    "ACCOUNT_EMAIL_RATE_PER_RECIPIENT",
+    "ACCOUNT_EMAIL_RATE_PER_ADDRESS",
+    "ACCOUNT_TOKEN_RATE_PER_ADDRESS",
+    "PASSWORD_CHECK_RATE_PER_ACCOUNT",
     "DATABASE_URL",
     "DATABASE_CONN_MAX_AGE",
     "REDIS_URL",
@@ -399,3 +411,61 @@ def test_env_choice_refuses_anything_else(monkeypatch):
     monkeypatch.setenv(VARIABLE, "None")
     with pytest.raises(ImproperlyConfigured, match=VARIABLE):
         env_choice(VARIABLE, "Lax", ("Lax", "Strict"))
+
+
+def test_production_reads_the_account_settings():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; g = s.GATEHOUSE; "
+        "print(s.ACCOUNT_ALLOW_UNVERIFIED_LOGIN, s.ACCOUNT_DELETION, s.EMAIL_VERIFICATION_TOKEN_LIFETIME, "
+        "s.PASSWORD_RESET_TOKEN_LIFETIME, s.AUTH_EVENT_RETENTION, g['EMAIL_ASYNC'], "
+        "g['ACCOUNT_EMAIL_RATE_PER_RECIPIENT'], g['PASSWORD_CHECK_RATE_PER_ACCOUNT'], s.FRONTEND_URL, "
+        "s.DEFAULT_FROM_EMAIL, s.EMAIL_BACKEND)"
+    )
+    variables = {
+        "ACCOUNT_ALLOW_UNVERIFIED_LOGIN": "false",
+        "ACCOUNT_DELETION": "deactivate",
+        "EMAIL_VERIFICATION_TOKEN_LIFETIME": "600",
+        "PASSWORD_RESET_TOKEN_LIFETIME": "900",
+        "AUTH_EVENT_RETENTION": "86400",
+        "EMAIL_ASYNC": "false",
+        "ACCOUNT_EMAIL_RATE_PER_RECIPIENT": "5/60",
+        "PASSWORD_CHECK_RATE_PER_ACCOUNT": "off",
+        "FRONTEND_URL": "https://app.example.org",
+        "DEFAULT_FROM_EMAIL": "auth@example.org",
+    }
+    result = start_django({**PRODUCTION, **variables}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "False",
+        "deactivate",
+        "600",
+        "900",
+        "86400",
+        "False",
+        "(5,",
+        "60)",
+        "None",
+        "https://app.example.org",
+        "auth@example.org",
+        "django.core.mail.backends.smtp.EmailBackend",
+    ]
+
+
+def test_production_account_defaults_send_mail_in_the_background():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.ACCOUNT_ALLOW_UNVERIFIED_LOGIN, s.ACCOUNT_DELETION, s.GATEHOUSE['EMAIL_ASYNC'])"
+    )
+    result = start_django(PRODUCTION, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "delete", "True"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ACCOUNT_DELETION", "erase"), ("PASSWORD_RESET_TOKEN_LIFETIME", "59"), ("EMAIL_ASYNC", "later")],
+)
+def test_production_refuses_nonsense_account_settings(name, value):
+    result = start_django({**PRODUCTION, name: value})
+    assert result.returncode != 0
+    assert name in result.stderr
