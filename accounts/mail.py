@@ -1,12 +1,17 @@
-"""Account emails: rendered from templates, sent only after the transaction commits.
+"""Account emails, and work that must not happen inside the request: both after commit.
 
 A mail is queued with `transaction.on_commit`, so a rolled-back registration or reset
 never sends a link to something that does not exist, and sending happens outside the
 request's transaction. A failure to send (SMTP down, a refused address) is logged and
 swallowed: the account and the response are never affected, and the user can ask for
-the mail again. With GATEHOUSE["EMAIL_ASYNC"] (production) the mail leaves from a
-background thread, so the response time never depends on the mail server, and never
-reveals whether a mail was sent at all (password reset, resend).
+the mail again.
+
+With GATEHOUSE["EMAIL_ASYNC"] (production) mails and jobs run in a background thread,
+so no response waits for the mail server. The enumeration-safe flows (password reset
+and verification requests) go further: the request only validates, counts and queues;
+looking the address up, issuing the token and mailing happen in the job, so answering
+for an address with an account costs the request exactly what answering for one
+without costs.
 """
 
 import logging
@@ -16,7 +21,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.timesince import timeuntil
@@ -24,6 +29,7 @@ from django.utils.timesince import timeuntil
 logger = logging.getLogger("accounts.mail")
 
 _executor: ThreadPoolExecutor | None = None
+_job = threading.local()
 _executor_lock = threading.Lock()
 
 
@@ -34,7 +40,15 @@ def frontend_link(path: str, token: str) -> str:
 
 def mail_send_on_commit(*, template: str, to: str, context: dict) -> None:
     """Send the `template` mail to `to` once the current transaction commits."""
-    transaction.on_commit(lambda: _dispatch(template, to, context))
+    run_after_commit(lambda: _deliver(template, to, context), name=f"{template} email")
+
+
+def run_after_commit(job, *, name: str) -> None:
+    """Run `job()` once the current transaction commits: in the background with EMAIL_ASYNC.
+
+    A failure is logged with `name` and swallowed: it never reaches the request.
+    """
+    transaction.on_commit(lambda: _dispatch(job, name))
 
 
 def lifetime_text(expires_at) -> str:
@@ -42,11 +56,30 @@ def lifetime_text(expires_at) -> str:
     return timeuntil(expires_at, timezone.now())
 
 
-def _dispatch(template: str, to: str, context: dict) -> None:
-    if settings.GATEHOUSE["EMAIL_ASYNC"]:
-        _background().submit(_deliver, template, to, context)
+def _dispatch(job, name: str) -> None:
+    if settings.GATEHOUSE["EMAIL_ASYNC"] and not getattr(_job, "running", False):
+        _background().submit(_run_in_background, job, name)
     else:
-        _deliver(template, to, context)
+        _run(job, name)
+
+
+def _run(job, name: str) -> None:
+    try:
+        job()
+    except Exception as exc:  # a background failure must never reach the request, whatever it is
+        # The exception's type only: SMTP errors can quote the message, which holds a link.
+        logger.error("Could not complete the %s: %s", name, type(exc).__name__)
+
+
+def _run_in_background(job, name: str) -> None:
+    # What a background job queues (its mail) runs in the same thread, right after it.
+    _job.running = True
+    try:
+        _run(job, name)
+    finally:
+        _job.running = False
+        # The thread's own database connection; the pool thread lives on, so close it.
+        connection.close()
 
 
 def _background() -> ThreadPoolExecutor:
@@ -67,13 +100,9 @@ def mail_wait() -> None:
 
 
 def _deliver(template: str, to: str, context: dict) -> None:
-    try:
-        subject = render_to_string(f"accounts/email/{template}_subject.txt", context).strip()
-        text = render_to_string(f"accounts/email/{template}_body.txt", context)
-        html = render_to_string(f"accounts/email/{template}_body.html", context)
-        message = EmailMultiAlternatives(subject=subject, body=text, to=[to])
-        message.attach_alternative(html, "text/html")
-        message.send()
-    except Exception as exc:  # a mail failure must never reach the request, whatever it is
-        # The exception's type only: SMTP errors can quote the message, which holds a link.
-        logger.error("Could not send the %s email: %s", template, type(exc).__name__)
+    subject = render_to_string(f"accounts/email/{template}_subject.txt", context).strip()
+    text = render_to_string(f"accounts/email/{template}_body.txt", context)
+    html = render_to_string(f"accounts/email/{template}_body.html", context)
+    message = EmailMultiAlternatives(subject=subject, body=text, to=[to])
+    message.attach_alternative(html, "text/html")
+    message.send()

@@ -30,7 +30,7 @@ from accounts.exceptions import (
     TokenInvalid,
     TokenRevoked,
 )
-from accounts.mail import frontend_link, lifetime_text, mail_send_on_commit
+from accounts.mail import frontend_link, lifetime_text, mail_send_on_commit, run_after_commit
 from accounts.models import (
     AccountToken,
     AccountTokenPurpose,
@@ -638,19 +638,28 @@ def account_verify(*, request, token: str) -> User:
     return user
 
 
-@transaction.atomic
 def account_verification_resend(*, request, email: str) -> None:
     """Send a new verification link if `email` names an active, unverified account.
 
-    Answers the same whether or not it does (no enumeration). Raises ValidationError for
-    a malformed address and RateLimited when the client or the recipient has had enough.
+    Answers the same, with the same work in the request, whether or not it does: the
+    lookup, the token and the mail happen after the response (see accounts.mail).
+    Raises ValidationError for a malformed address and RateLimited when the client or
+    the recipient has had enough.
     """
     canonical = _canonical_email_field(email)
     _account_email_limits(request=request, recipient=canonical)
-    user = User.objects.filter(email=canonical, is_active=True, is_email_verified=False).first()
+    facts = _request_facts(request)
+    run_after_commit(lambda: _verification_resend(canonical, facts), name="verification resend")
+
+
+@transaction.atomic
+def _verification_resend(email: str, facts: dict) -> None:
+    user = User.objects.filter(email=email, is_active=True, is_email_verified=False).first()
     if user is not None:
         _verification_send(user=user, email=user.email)
-        auth_event_record(kind=AuthEventKind.EMAIL_VERIFICATION_SENT, request=request, user=user)
+        AuthEvent.objects.create(
+            **facts, kind=AuthEventKind.EMAIL_VERIFICATION_SENT, user=user, user_ref=user.pk, identifier=email
+        )
 
 
 # --- passwords -----------------------------------------------------------------------------
@@ -683,17 +692,23 @@ def _password_confirmed(*, request, user: User, password: str | None, field: str
         raise wrong
 
 
-@transaction.atomic
 def password_reset_request(*, request, email: str) -> None:
     """Email a one-time reset link if `email` names an active account.
 
     Answers the same, with the same work in the request, whether or not it does: the
-    mail itself leaves after the response (EMAIL_ASYNC). Raises ValidationError for a
-    malformed address and RateLimited when the client or the recipient has had enough.
+    lookup, the token and the mail happen after the response (see accounts.mail).
+    Raises ValidationError for a malformed address and RateLimited when the client or
+    the recipient has had enough.
     """
     canonical = _canonical_email_field(email)
     _account_email_limits(request=request, recipient=canonical)
-    user = User.objects.filter(email=canonical, is_active=True).first()
+    facts = _request_facts(request)
+    run_after_commit(lambda: _password_reset_send(canonical, facts), name="password reset request")
+
+
+@transaction.atomic
+def _password_reset_send(email: str, facts: dict) -> None:
+    user = User.objects.filter(email=email, is_active=True).first()
     if user is not None:
         token, row = _account_token_issue(
             user=user,
@@ -711,11 +726,12 @@ def password_reset_request(*, request, email: str) -> None:
                 "lifetime": lifetime_text(row.expires_at),
             },
         )
-    auth_event_record(
+    AuthEvent.objects.create(
+        **facts,
         kind=AuthEventKind.PASSWORD_RESET_REQUESTED,
-        request=request,
         user=user,
-        identifier=canonical,
+        user_ref=user.pk if user is not None else None,
+        identifier=email,
         detail="" if user is not None else "no such account",
     )
 
