@@ -67,8 +67,9 @@ class RateLimited(AuthError):
     code = AuthErrorCode.RATE_LIMITED
     default_message = "Too many attempts. Try again later."
 
-    def __init__(self, retry_after: int, message: str | None = None):
+    def __init__(self, retry_after: int, message: str | None = None, *, first: bool = True):
         self.retry_after = max(1, int(retry_after))
+        self.first = first
         super().__init__(message)
 
     @property

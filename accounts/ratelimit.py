@@ -41,4 +41,5 @@ def rate_limit_hit(*, scope: str, key: str, rate: tuple[int, int] | None) -> Non
         logger.exception("Rate limiter unavailable for scope %s; attempt allowed", scope)
         return
     if count > limit:
-        raise RateLimited(retry_after=window_start + window - now)
+        # `first`: the refusal that spent the quota; later ones in the window are repeats.
+        raise RateLimited(retry_after=window_start + window - now, first=count == limit + 1)

@@ -163,6 +163,10 @@ def user_authenticate(
             request=request, password=password, email=email, username=username, attempt=attempt
         )
     except (InvalidCredentials, RateLimited) as exc:
+        if isinstance(exc, RateLimited) and not exc.first:
+            # Refusals after the first in a window cost the attacker nothing; one entry
+            # per window is enough, and a flood must not become a flood of writes.
+            raise
         # Written after the sign-in transaction rolled back, so the failure is kept.
         auth_event_record(
             kind=AuthEventKind.LOGIN_FAILED,
