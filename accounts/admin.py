@@ -70,7 +70,10 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="End all sessions of the selected users", permissions=["end"])
     def end_all_sessions(self, request, queryset):
-        count = sum(session_revoke_all(user=user, reason=SessionEndReason.ADMIN) for user in queryset)
+        count = sum(
+            session_revoke_all(user=user, reason=SessionEndReason.ADMIN, request=request, actor=request.user)
+            for user in queryset
+        )
         self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)
 
 
@@ -140,7 +143,7 @@ class SessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="End the selected sessions", permissions=["end"])
     def end_sessions(self, request, queryset):
-        count = sessions_revoke(queryset, reason=SessionEndReason.ADMIN)
+        count = sessions_revoke(queryset, reason=SessionEndReason.ADMIN, request=request, actor=request.user)
         self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)
 
 

@@ -7,7 +7,7 @@ from functools import cache
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -165,15 +165,18 @@ def access_token_check(token: str) -> dict:
     return claims.payload
 
 
+# Usernames sort ignoring case (they are unique ignoring case); accounts that never
+# signed in sort as the oldest logins on every database (Postgres puts NULL last in
+# ascending order by default, SQLite first).
 USER_ORDERINGS = {
-    "DATE_JOINED_ASC": ("date_joined", "pk"),
-    "DATE_JOINED_DESC": ("-date_joined", "-pk"),
-    "USERNAME_ASC": ("username", "pk"),
-    "USERNAME_DESC": ("-username", "-pk"),
-    "EMAIL_ASC": ("email", "pk"),
-    "EMAIL_DESC": ("-email", "-pk"),
-    "LAST_LOGIN_ASC": ("last_login", "pk"),
-    "LAST_LOGIN_DESC": ("-last_login", "-pk"),
+    "DATE_JOINED_ASC": (F("date_joined").asc(), F("pk").asc()),
+    "DATE_JOINED_DESC": (F("date_joined").desc(), F("pk").desc()),
+    "USERNAME_ASC": (Lower("username").asc(), F("pk").asc()),
+    "USERNAME_DESC": (Lower("username").desc(), F("pk").desc()),
+    "EMAIL_ASC": (F("email").asc(), F("pk").asc()),
+    "EMAIL_DESC": (F("email").desc(), F("pk").desc()),
+    "LAST_LOGIN_ASC": (F("last_login").asc(nulls_first=True), F("pk").asc()),
+    "LAST_LOGIN_DESC": (F("last_login").desc(nulls_last=True), F("pk").desc()),
 }
 
 
@@ -185,7 +188,7 @@ def user_list(
     is_email_verified: bool | None = None,
     joined_after=None,
     joined_before=None,
-    order_by: str = "DATE_JOINED_DESC",
+    order_by: str | None = None,
 ):
     """Return the accounts matching a staff search, in a stable order (ties broken by id).
 
@@ -202,4 +205,4 @@ def user_list(
         users = users.filter(date_joined__gte=joined_after)
     if joined_before is not None:
         users = users.filter(date_joined__lt=joined_before)
-    return users.order_by(*USER_ORDERINGS[order_by])
+    return users.order_by(*USER_ORDERINGS[order_by or "DATE_JOINED_DESC"])

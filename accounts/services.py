@@ -370,11 +370,12 @@ def session_revoke(*, user: User, session_id, reason: str = SessionEndReason.REV
 
 
 @transaction.atomic
-def sessions_revoke(sessions, *, reason: str, request=None) -> int:
+def sessions_revoke(sessions, *, reason: str, request=None, actor: User | None = None) -> int:
     """End the live sessions among `sessions` (a queryset); return how many ended.
 
     Expired sessions are left as they are: they are over already, and housekeeping
-    deletes them. Each account whose sessions ended gets one audit-trail entry.
+    deletes them. Each account whose sessions ended gets one audit-trail entry, naming
+    the `actor` (an administrator) when it is not the account itself.
     """
     now = timezone.now()
     live = sessions_live(sessions, now=now)
@@ -388,12 +389,14 @@ def sessions_revoke(sessions, *, reason: str, request=None) -> int:
             kind=AuthEventKind.SESSIONS_ENDED,
             user_id=user_id,
             user_ref=user_id,
-            detail=f"{reason}: {ended}",
+            detail=f"{reason}: {ended}" + (f" by user {actor.pk}" if actor is not None else ""),
         )
     return count
 
 
-def session_revoke_all(*, user: User, reason: str, keep_session_id=None, request=None) -> int:
+def session_revoke_all(
+    *, user: User, reason: str, keep_session_id=None, request=None, actor: User | None = None
+) -> int:
     """End every live session of `user` except `keep_session_id`; return how many ended.
 
     Their access tokens fail with TOKEN_REVOKED on the next request and their refresh
@@ -402,7 +405,7 @@ def session_revoke_all(*, user: User, reason: str, keep_session_id=None, request
     sessions = Session.objects.filter(user=user)
     if keep_session_id is not None:
         sessions = sessions.exclude(pk=keep_session_id)
-    return sessions_revoke(sessions, reason=reason, request=request)
+    return sessions_revoke(sessions, reason=reason, request=request, actor=actor)
 
 
 def user_deactivate(*, user: User, request=None) -> int:

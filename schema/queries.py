@@ -2,6 +2,7 @@
 
 import graphene
 from graphene_django.fields import DjangoConnectionField
+from graphql_relay import cursor_to_offset
 
 from accounts.exceptions import Forbidden
 from accounts.selectors import USER_ORDERINGS, user_list
@@ -46,7 +47,7 @@ class Query(graphene.ObjectType):
         return viewer(info)
 
     @staticmethod
-    def resolve_users(root, info, order_by="DATE_JOINED_DESC", search=None, **arguments):
+    def resolve_users(root, info, order_by=None, search=None, **arguments):
         user = viewer_required(info)
         if not user.is_staff:
             raise Forbidden
@@ -54,6 +55,9 @@ class Query(graphene.ObjectType):
         for name in ("first", "last"):
             if page[name] is not None and not 0 <= page[name] <= USERS_PAGE_MAX:
                 raise coded_error(f"`{name}` must be between 0 and {USERS_PAGE_MAX}.", RequestErrorCode.BAD_USER_INPUT)
+        for name in ("after", "before"):
+            if page[name] is not None and (cursor_to_offset(page[name]) or 0) < 0:
+                raise coded_error(f"`{name}` is not a cursor of this list.", RequestErrorCode.BAD_USER_INPUT)
         if search is not None and (len(search) > SEARCH_MAX_LENGTH or has_control_characters(search)):
             raise coded_error("`search` is too long or holds control characters.", RequestErrorCode.BAD_USER_INPUT)
         users = user_list(search=search, order_by=getattr(order_by, "value", order_by), **arguments)
