@@ -23,7 +23,6 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
 from django.template.loader import render_to_string
-from django.utils import timezone
 from django.utils.timesince import timeuntil
 
 logger = logging.getLogger("accounts.mail")
@@ -51,9 +50,9 @@ def run_after_commit(job, *, name: str) -> None:
     transaction.on_commit(lambda: _dispatch(job, name))
 
 
-def lifetime_text(expires_at) -> str:
-    """Return how long until `expires_at`, for a mail ("3 days", "1 hour")."""
-    return timeuntil(expires_at, timezone.now())
+def lifetime_text(issued_at, expires_at) -> str:
+    """Return how long a link issued at `issued_at` works, for a mail ("3 days", "1 hour")."""
+    return timeuntil(expires_at, issued_at)
 
 
 def _dispatch(job, name: str) -> None:

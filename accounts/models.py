@@ -223,7 +223,8 @@ class RefreshToken(models.Model):
 
 
 class AccountTokenPurpose(models.TextChoices):
-    VERIFY_EMAIL = "verify_email", "Confirm an email address"
+    VERIFY_EMAIL = "verify_email", "Confirm the account's email address"
+    CHANGE_EMAIL = "change_email", "Confirm a new email address"
     RESET_PASSWORD = "reset_password", "Reset the password"
 
 
@@ -233,8 +234,9 @@ class AccountToken(models.Model):
     One-time: `used_at` is set on use. Only the newest token of a purpose is live: issuing
     one deletes the user's older ones. A reset token is also bound to the password it was
     issued for (`password_state`), so any password change, through any path, kills it.
-    A verification token names the address it confirms, which is how an email change
-    waits for the new address to be confirmed.
+    A verification token names the address it confirms; a change token (its own purpose,
+    so that resending the account's verification never kills a pending change) names
+    the new address, which replaces the old one only when the link is opened.
     """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_tokens")

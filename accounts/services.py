@@ -534,7 +534,7 @@ def _invalid_token() -> ValidationError:
     )
 
 
-def _account_token_use(*, token: str, purpose: str) -> AccountToken:
+def _account_token_use(*, token: str, purposes: tuple[str, ...]) -> AccountToken:
     """Mark a one-time token used and return it; raise ValidationError (INVALID_TOKEN) otherwise.
 
     Call inside a transaction: if a later step refuses the input, the use is rolled back
@@ -547,7 +547,7 @@ def _account_token_use(*, token: str, purpose: str) -> AccountToken:
     row = (
         AccountToken.objects.select_for_update(of=("self",))
         .select_related("user")
-        .filter(token_hash=digest, purpose=purpose)
+        .filter(token_hash=digest, purpose__in=purposes)
         .first()
     )
     now = timezone.now()
@@ -555,6 +555,9 @@ def _account_token_use(*, token: str, purpose: str) -> AccountToken:
         raise _invalid_token()
     if row.password_state and row.password_state != _password_state(row.user):
         # The password changed since the link was sent (a reset, a change, the admin).
+        raise _invalid_token()
+    if row.purpose == AccountTokenPurpose.VERIFY_EMAIL and row.email != row.user.email:
+        # Sent to an address the account no longer has.
         raise _invalid_token()
     # Conditional on still being unused: of two uses racing, one wins.
     if not AccountToken.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now):
@@ -585,13 +588,15 @@ def _account_token_limits(*, request) -> None:
     )
 
 
-def _verification_send(*, user: User, email: str, template: str = "activate") -> None:
+def _verification_send(*, user: User, email: str, change: bool = False) -> None:
+    """Email a verification link: for the account's own address, or (`change`) for a new one."""
     token, row = _account_token_issue(
         user=user,
-        purpose=AccountTokenPurpose.VERIFY_EMAIL,
+        purpose=AccountTokenPurpose.CHANGE_EMAIL if change else AccountTokenPurpose.VERIFY_EMAIL,
         email=email,
         lifetime=settings.EMAIL_VERIFICATION_TOKEN_LIFETIME,
     )
+    template = "email_change" if change else "activate"
     mail_send_on_commit(
         template=template,
         to=email,
@@ -599,7 +604,7 @@ def _verification_send(*, user: User, email: str, template: str = "activate") ->
             "username": user.username,
             "email": email,
             "link": frontend_link("activate", token),
-            "lifetime": lifetime_text(row.expires_at),
+            "lifetime": lifetime_text(row.created_at, row.expires_at),
         },
     )
 
@@ -624,22 +629,24 @@ def account_verify(*, request, token: str) -> User:
     UNIQUE when the new address was taken by another account in the meantime.
     """
     _account_token_limits(request=request)
-    row = _account_token_use(token=token, purpose=AccountTokenPurpose.VERIFY_EMAIL)
+    row = _account_token_use(token=token, purposes=(AccountTokenPurpose.VERIFY_EMAIL, AccountTokenPurpose.CHANGE_EMAIL))
     user = row.user
-    changed = row.email != user.email
+    changed = row.purpose == AccountTokenPurpose.CHANGE_EMAIL and row.email != user.email
     if changed:
         if email_taken(row.email, exclude=user):
             raise ValidationError({"token": _taken("email")})
         user.email = row.email
-        # Reset links went to the old address: they must not outlive the change.
-        AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.RESET_PASSWORD).delete()
+        # Reset and verification links went to the old address: they die with the change.
+        AccountToken.objects.filter(
+            user=user, purpose__in=(AccountTokenPurpose.RESET_PASSWORD, AccountTokenPurpose.VERIFY_EMAIL)
+        ).exclude(pk=row.pk).delete()
     user.is_email_verified = True
     try:
         with transaction.atomic():
             user.save(update_fields=["email", "is_email_verified"])
     except IntegrityError:
         raise ValidationError({"token": _taken("email")}) from None
-    AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.VERIFY_EMAIL, used_at__isnull=True).delete()
+    AccountToken.objects.filter(user=user, purpose=row.purpose, used_at__isnull=True).delete()
     kind = AuthEventKind.EMAIL_CHANGED if changed else AuthEventKind.EMAIL_VERIFIED
     auth_event_record(kind=kind, request=request, user=user)
     return user
@@ -730,7 +737,7 @@ def _password_reset_send(email: str, facts: dict) -> None:
                 "username": user.username,
                 "email": user.email,
                 "link": frontend_link("reset-password", token),
-                "lifetime": lifetime_text(row.expires_at),
+                "lifetime": lifetime_text(row.created_at, row.expires_at),
             },
         )
     AuthEvent.objects.create(
@@ -753,7 +760,7 @@ def password_reset(*, request, token: str, new_password: str) -> User:
     and changes nothing then.
     """
     _account_token_limits(request=request)
-    row = _account_token_use(token=token, purpose=AccountTokenPurpose.RESET_PASSWORD)
+    row = _account_token_use(token=token, purposes=(AccountTokenPurpose.RESET_PASSWORD,))
     user = row.user
     _password_validated(new_password, user=user, field="new_password")
     user.set_password(new_password)
@@ -838,7 +845,7 @@ def account_update(*, request, user: User, username: str | None = None, email: s
     if new_email is None or new_email == user.email:
         return None
     _account_email_limits(request=request, recipient=new_email)
-    _verification_send(user=user, email=new_email, template="email_change")
+    _verification_send(user=user, email=new_email, change=True)
     mail_send_on_commit(
         template="email_change_notice", to=user.email, context={"username": user.username, "old_email": user.email}
     )
@@ -851,7 +858,7 @@ def account_delete(*, request, user: User, password: str) -> None:
     """Delete a signed-in user's account after confirming the password; end every session.
 
     With ACCOUNT_DELETION = "deactivate" the row stays (deactivated, its username and
-    email replaced, no usable password) so the address is free again either way and a
+    email replaced by placeholders, no usable password) so the address is free again either way and a
     new account there inherits nothing. Raises ValidationError (`password`
     INVALID_PASSWORD) and RateLimited; nothing changes then.
     """
@@ -859,8 +866,10 @@ def account_delete(*, request, user: User, password: str) -> None:
     session_revoke_all(user=user, reason=SessionEndReason.ACCOUNT_DELETED, request=request)
     auth_event_record(kind=AuthEventKind.ACCOUNT_DELETED, request=request, user=user)
     if settings.ACCOUNT_DELETION == "deactivate":
-        user.username = f"deleted-{user.pk}"
-        user.email = f"deleted-{user.pk}@deleted.invalid"
+        # Placeholders no registration can take first: a colon is never in a username,
+        # and a single-label domain is never a valid email address.
+        user.username = f"deleted:{user.pk}"
+        user.email = f"deleted-{user.pk}@deleted"
         user.set_unusable_password()
         user.is_active = False
         user.is_email_verified = False
