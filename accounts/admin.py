@@ -9,7 +9,13 @@ from django.utils import timezone
 
 from accounts.models import AuthEvent, Session, SessionEndReason, User
 from accounts.selectors import sessions_live
-from accounts.services import password_set, session_revoke_all, sessions_revoke, user_deactivate
+from accounts.services import (
+    account_tokens_revoke,
+    password_set,
+    session_revoke_all,
+    sessions_revoke,
+    user_deactivate,
+)
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -64,6 +70,9 @@ class UserAdmin(DjangoUserAdmin):
         if change and "is_active" in form.changed_data and not obj.is_active:
             # A deactivated account's sessions end too, so reactivating it revives none.
             user_deactivate(user=obj, request=request)
+        if change and "email" in form.changed_data:
+            # Links mailed to the old address (a reset, a pending change) must not outlive it.
+            account_tokens_revoke(user=obj)
 
     def has_end_permission(self, request):
         return request.user.has_perm("accounts.change_session")

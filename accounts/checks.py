@@ -85,6 +85,15 @@ def check_deployment(app_configs, **kwargs):
                 id="gatehouse.W004",
             )
         )
+    if not config["EMAIL_ASYNC"] and not settings.DEBUG:
+        issues.append(
+            Warning(
+                "Account emails are sent inside the request.",
+                hint="Set EMAIL_ASYNC=true: then password reset and verification requests cost the same "
+                "whether or not the address has an account, and no response waits for the mail server.",
+                id="gatehouse.W006",
+            )
+        )
     if settings.DATABASES["default"].get("CONN_MAX_AGE", 0) == 0:
         issues.append(
             Warning(

@@ -1,7 +1,7 @@
 """Read-only queries of the account rules."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.conf import settings
@@ -11,10 +11,10 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from accounts.exceptions import TokenExpired, TokenRevoked
+from accounts.exceptions import Forbidden, TokenExpired, TokenRevoked, Unauthenticated
 from accounts.models import Session, User
 from accounts.tokens import AccessClaims, access_token_verify
-from accounts.validators import canonical_email, canonical_username
+from accounts.validators import canonical_email, canonical_username, has_control_characters
 
 
 def user_get_by_subject(subject: str) -> User | None:
@@ -180,8 +180,12 @@ USER_ORDERINGS = {
 }
 
 
+USER_SEARCH_MAX_LENGTH = 254
+
+
 def user_list(
     *,
+    viewer: User | None,
     search: str | None = None,
     is_active: bool | None = None,
     is_staff: bool | None = None,
@@ -192,9 +196,20 @@ def user_list(
 ):
     """Return the accounts matching a staff search, in a stable order (ties broken by id).
 
-    `search` matches username or email, ignoring case; `joined_after` and
-    `joined_before` bound `date_joined` (inclusive, exclusive).
+    Staff only: raises Unauthenticated for an anonymous viewer and Forbidden for anyone
+    else. `search` matches username or email, ignoring case; `joined_after` and
+    `joined_before` bound `date_joined` (inclusive, exclusive; a time without a zone is
+    UTC). Raises ValidationError keyed by argument for a search that is too long or holds
+    control characters, and for a date no database can compare.
     """
+    if viewer is None:
+        raise Unauthenticated
+    if not viewer.is_staff:
+        raise Forbidden
+    if search is not None and (len(search) > USER_SEARCH_MAX_LENGTH or has_control_characters(search)):
+        raise ValidationError(
+            {"search": f"Search for at most {USER_SEARCH_MAX_LENGTH} characters, without control characters."}
+        )
     users = User.objects.all()
     if search:
         users = users.filter(Q(username__icontains=search) | Q(email__icontains=search))
@@ -202,7 +217,17 @@ def user_list(
         if value is not None:
             users = users.filter(**{field: value})
     if joined_after is not None:
-        users = users.filter(date_joined__gte=joined_after)
+        users = users.filter(date_joined__gte=_comparable_time(joined_after, "joined_after"))
     if joined_before is not None:
-        users = users.filter(date_joined__lt=joined_before)
+        users = users.filter(date_joined__lt=_comparable_time(joined_before, "joined_before"))
     return users.order_by(*USER_ORDERINGS[order_by or "DATE_JOINED_DESC"])
+
+
+def _comparable_time(value: datetime, field: str) -> datetime:
+    """Return `value` as an aware UTC time; raise ValidationError when it falls outside the calendar."""
+    try:
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValidationError({field: "This time is outside the supported range."}) from None

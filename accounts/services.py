@@ -172,12 +172,27 @@ def user_authenticate(
             kind=AuthEventKind.LOGIN_FAILED,
             request=request,
             user=attempt.account,
-            identifier=login_key(email=email, username=username),
+            identifier=_audit_identifier(email=email, username=username),
             detail="rate limited" if isinstance(exc, RateLimited) else "",
         )
         raise
-    auth_event_record(kind=AuthEventKind.LOGIN_SUCCEEDED, request=request, user=user, session_id=tokens.payload["sid"])
+    auth_event_record(
+        kind=AuthEventKind.LOGIN_SUCCEEDED,
+        request=request,
+        user=user,
+        identifier=_audit_identifier(email=email, username=username),
+        session_id=tokens.payload["sid"],
+    )
     return user, tokens
+
+
+def _audit_identifier(*, email: str | None, username: str | None) -> str:
+    """Return what a sign-in named, for the audit trail: a canonical email or username only.
+
+    Anything else is not stored as typed: people type passwords into the login field.
+    """
+    key = login_key(email=email, username=username)
+    return "(not an email or username)" if key.startswith("raw:") else key
 
 
 @dataclass
@@ -417,6 +432,8 @@ def user_deactivate(*, user: User, request=None) -> int:
     if user.is_active:
         user.is_active = False
         User.objects.filter(pk=user.pk).update(is_active=False)
+    # Its emailed links go too: reactivating the account must not revive them either.
+    account_tokens_revoke(user=user)
     return session_revoke_all(user=user, reason=SessionEndReason.DEACTIVATED, request=request)
 
 
@@ -427,11 +444,15 @@ def password_set(*, user: User, password: str | None, request=None) -> int:
     account's tokens is signed out. Returns how many sessions ended. The caller has run
     the validators (Django's forms and command do).
     """
-    if password is None:
-        user.set_unusable_password()
-    else:
-        user.set_password(password)
-    user.save(update_fields=["password"])
+    with transaction.atomic():
+        locked = _user_locked(user)
+        if password is None:
+            locked.set_unusable_password()
+        else:
+            locked.set_password(password)
+        locked.save(update_fields=["password"])
+        user.password = locked.password
+        account_tokens_revoke(user=user)
     ended = session_revoke_all(user=user, reason=SessionEndReason.PASSWORD_CHANGE, request=request)
     auth_event_record(kind=AuthEventKind.PASSWORD_CHANGED, request=request, user=user, detail="set by an administrator")
     return ended
@@ -506,13 +527,36 @@ def _request_facts(request) -> dict:
 # --- one-time tokens sent by email ---------------------------------------------------------
 
 
+def _user_locked(user: User) -> User:
+    """Return `user` re-read with its row locked until the transaction ends.
+
+    Every flow that checks or changes a password or an email works on the locked row, so
+    two of them never interleave (a reset and a change, two reset requests) and none
+    decides on a stale copy loaded when the request was authenticated.
+    """
+    return User.objects.select_for_update().get(pk=user.pk)
+
+
+def account_tokens_revoke(*, user: User, purposes=None) -> int:
+    """Delete the user's unused emailed links (of `purposes`, else all); return how many."""
+    tokens = AccountToken.objects.filter(user=user, used_at__isnull=True)
+    if purposes is not None:
+        tokens = tokens.filter(purpose__in=purposes)
+    return tokens.delete()[0]
+
+
 def _password_state(user: User) -> str:
     """Return a digest of the user's password hash: it changes with every password change."""
     return hashlib.sha256(user.password.encode()).hexdigest()
 
 
 def _account_token_issue(*, user: User, purpose: str, email: str, lifetime: int) -> tuple[str, AccountToken]:
-    """Issue a one-time token; the user's older tokens of the same purpose die with it."""
+    """Issue a one-time token; the user's older tokens of the same purpose die with it.
+
+    Call inside a transaction: the user's row is locked, so two requests at once still
+    leave one live link.
+    """
+    user = _user_locked(user)
     AccountToken.objects.filter(user=user, purpose=purpose, used_at__isnull=True).delete()
     token, digest = opaque_token_generate()
     now = timezone.now()
@@ -545,7 +589,8 @@ def _account_token_use(*, token: str, purposes: tuple[str, ...]) -> AccountToken
     except TokenInvalid:
         raise _invalid_token() from None
     row = (
-        AccountToken.objects.select_for_update(of=("self",))
+        # The user row too: a reset and a password change (or an email change) never interleave.
+        AccountToken.objects.select_for_update(of=("self", "user"))
         .select_related("user")
         .filter(token_hash=digest, purpose__in=purposes)
         .first()
@@ -556,8 +601,8 @@ def _account_token_use(*, token: str, purposes: tuple[str, ...]) -> AccountToken
     if row.password_state and row.password_state != _password_state(row.user):
         # The password changed since the link was sent (a reset, a change, the admin).
         raise _invalid_token()
-    if row.purpose == AccountTokenPurpose.VERIFY_EMAIL and row.email != row.user.email:
-        # Sent to an address the account no longer has.
+    if row.purpose != AccountTokenPurpose.CHANGE_EMAIL and row.email != row.user.email:
+        # Sent to an address the account no longer has (changed since, by the user or an admin).
         raise _invalid_token()
     # Conditional on still being unused: of two uses racing, one wins.
     if not AccountToken.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now):
@@ -723,6 +768,10 @@ def password_reset_request(*, request, email: str) -> None:
 @transaction.atomic
 def _password_reset_send(email: str, facts: dict) -> None:
     user = User.objects.filter(email=email, is_active=True).first()
+    if user is not None and not user.has_usable_password():
+        # As Django's PasswordResetForm: an administrator disabled password sign-in, and
+        # whoever reads the mailbox must not undo that.
+        user = None
     if user is not None:
         token, row = _account_token_issue(
             user=user,
@@ -764,9 +813,11 @@ def password_reset(*, request, token: str, new_password: str) -> User:
     user = row.user
     _password_validated(new_password, user=user, field="new_password")
     user.set_password(new_password)
-    user.is_email_verified = user.is_email_verified or row.email == user.email
+    user.is_email_verified = True  # the link reached this very address
     user.save(update_fields=["password", "is_email_verified"])
-    AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.RESET_PASSWORD, used_at__isnull=True).delete()
+    # Every other emailed link dies too, a pending email change included: whoever took
+    # the account must not keep a way back in.
+    account_tokens_revoke(user=user)
     session_revoke_all(user=user, reason=SessionEndReason.PASSWORD_RESET, request=request)
     auth_event_record(kind=AuthEventKind.PASSWORD_RESET, request=request, user=user)
     return user
@@ -780,6 +831,11 @@ def password_change(*, request, user: User, session_id: str, old_password: str, 
     RateLimited; nothing changes then. Returns a new access token and a new refresh token
     of the current session; its earlier refresh token stops working.
     """
+    user = _user_locked(user)
+    session = Session.objects.select_for_update().filter(pk=session_id, user=user, revoked_at__isnull=True).first()
+    if session is None:
+        # Ended (a reset, a logout elsewhere) while this request was on its way.
+        raise TokenRevoked
     errors = {}
     for check in (
         lambda: _password_confirmed(request=request, user=user, password=old_password, field="old_password"),
@@ -794,7 +850,7 @@ def password_change(*, request, user: User, session_id: str, old_password: str, 
     user.set_password(new_password)
     user.save(update_fields=["password"])
     session_revoke_all(user=user, reason=SessionEndReason.PASSWORD_CHANGE, keep_session_id=session_id, request=request)
-    session = Session.objects.get(pk=session_id, user=user)
+    account_tokens_revoke(user=user)
     # The session's refresh token goes too: whoever else holds it cannot carry on.
     RefreshToken.objects.filter(session=session, used_at__isnull=True).delete()
     now = timezone.now()
@@ -808,16 +864,40 @@ def password_change(*, request, user: User, session_id: str, old_password: str, 
 
 
 @transaction.atomic
-def account_update(*, request, user: User, username: str | None = None, email: str | None = None) -> str | None:
-    """Change a signed-in user's username and ask to change their email; return the pending address.
+def account_update(
+    *,
+    request,
+    user: User,
+    username: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+) -> tuple[User, str | None]:
+    """Change a signed-in user's username and ask to change their email.
 
-    The username changes at once, with the registration rules. A new email address
-    replaces the old one only once confirmed: a link goes to the new address, a notice
-    to the old one, and `verifyAccount` makes the change. Raises ValidationError keyed by
-    field (nothing changes then) and RateLimited.
+    Returns the account as it now is and the address waiting for confirmation, if any.
+
+    The username changes at once, with the registration rules. A new email address needs
+    the current `password` (a stolen access token must not be able to move the account
+    to another mailbox) and replaces the old one only once confirmed: a link goes to the
+    new address, a notice to the old one, and `verifyAccount` makes the change; a
+    password change or reset cancels it. Every call counts against the client address's
+    registration budget before anything is looked up (availability answers are as
+    telling as registration's). Raises ValidationError keyed by field (nothing changes
+    then) and RateLimited.
     """
+    rate_limit_hit(
+        scope="register:address",
+        key=address_key(client_address(request)),
+        rate=settings.GATEHOUSE["REGISTER_RATE_PER_ADDRESS"],
+    )
+    user = _user_locked(user)
     errors: dict[str, ValidationError] = {}
     new_username = new_email = None
+    if email is not None:
+        if not password:
+            message = "Enter your current password to change your email address."
+            raise ValidationError({"password": ValidationError(message, code=UserErrorCode.REQUIRED.value)})
+        _password_confirmed(request=request, user=user, password=password, field="password")
     if username is not None:
         try:
             new_username = canonical_username(_required(username, "Choose a username."))
@@ -828,6 +908,8 @@ def account_update(*, request, user: User, username: str | None = None, email: s
     if email is not None:
         try:
             new_email = canonical_email(_required(email, "Enter your email address."))
+            if new_email != user.email:
+                _account_email_limits(request=request, recipient=new_email)
             if email_taken(new_email, exclude=user):
                 raise _taken("email")
         except ValidationError as exc:
@@ -835,22 +917,22 @@ def account_update(*, request, user: User, username: str | None = None, email: s
     if errors:
         raise ValidationError(errors)
     if new_username is not None and new_username != user.username:
-        user.username = new_username
+        old_username, user.username = user.username, new_username
         try:
             with transaction.atomic():
                 user.save(update_fields=["username"])
         except IntegrityError:
+            user.username = old_username
             raise ValidationError({"username": _taken("username")}) from None
         auth_event_record(kind=AuthEventKind.USERNAME_CHANGED, request=request, user=user)
     if new_email is None or new_email == user.email:
-        return None
-    _account_email_limits(request=request, recipient=new_email)
+        return user, None
     _verification_send(user=user, email=new_email, change=True)
     mail_send_on_commit(
         template="email_change_notice", to=user.email, context={"username": user.username, "old_email": user.email}
     )
     auth_event_record(kind=AuthEventKind.EMAIL_CHANGE_REQUESTED, request=request, user=user)
-    return new_email
+    return user, new_email
 
 
 @transaction.atomic
@@ -862,6 +944,7 @@ def account_delete(*, request, user: User, password: str) -> None:
     new account there inherits nothing. Raises ValidationError (`password`
     INVALID_PASSWORD) and RateLimited; nothing changes then.
     """
+    user = _user_locked(user)
     _password_confirmed(request=request, user=user, password=password, field="password")
     session_revoke_all(user=user, reason=SessionEndReason.ACCOUNT_DELETED, request=request)
     auth_event_record(kind=AuthEventKind.ACCOUNT_DELETED, request=request, user=user)

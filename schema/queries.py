@@ -1,18 +1,16 @@
 """Root query fields."""
 
 import graphene
+from django.core.exceptions import ValidationError
 from graphene_django.fields import DjangoConnectionField
 from graphql_relay import cursor_to_offset
 
-from accounts.exceptions import Forbidden
-from accounts.selectors import USER_ORDERINGS, user_list
-from accounts.validators import has_control_characters
-from schema.errors import RequestErrorCode, coded_error
+from accounts.selectors import USER_ORDERINGS, USER_SEARCH_MAX_LENGTH, user_list
+from schema.errors import RequestErrorCode, coded_error, user_errors_from
 from schema.types import Node, UserType
-from schema.viewer import viewer, viewer_required
+from schema.viewer import viewer
 
 USERS_PAGE_MAX = 100
-SEARCH_MAX_LENGTH = 254
 
 UserOrderBy = graphene.Enum(
     "UserOrderBy",
@@ -28,7 +26,9 @@ class Query(graphene.ObjectType):
     node = Node.Field(description="Fetch an object by its global ID: your own user, or anyone's for staff.")
     users = graphene.relay.ConnectionField(
         UserType._meta.connection,
-        search=graphene.String(description="Part of a username or email, any case."),
+        search=graphene.String(
+            description=f"Part of a username or email, any case; at most {USER_SEARCH_MAX_LENGTH} characters."
+        ),
         is_active=graphene.Boolean(description="Only active (true) or deactivated (false) accounts."),
         is_staff=graphene.Boolean(description="Only staff (true) or non-staff (false) accounts."),
         is_email_verified=graphene.Boolean(description="Only verified (true) or unverified (false) addresses."),
@@ -47,10 +47,7 @@ class Query(graphene.ObjectType):
         return viewer(info)
 
     @staticmethod
-    def resolve_users(root, info, order_by=None, search=None, **arguments):
-        user = viewer_required(info)
-        if not user.is_staff:
-            raise Forbidden
+    def resolve_users(root, info, order_by=None, **arguments):
         page = {name: arguments.pop(name, None) for name in ("first", "last", "after", "before")}
         for name in ("first", "last"):
             if page[name] is not None and not 0 <= page[name] <= USERS_PAGE_MAX:
@@ -58,9 +55,12 @@ class Query(graphene.ObjectType):
         for name in ("after", "before"):
             if page[name] is not None and (cursor_to_offset(page[name]) or 0) < 0:
                 raise coded_error(f"`{name}` is not a cursor of this list.", RequestErrorCode.BAD_USER_INPUT)
-        if search is not None and (len(search) > SEARCH_MAX_LENGTH or has_control_characters(search)):
-            raise coded_error("`search` is too long or holds control characters.", RequestErrorCode.BAD_USER_INPUT)
-        users = user_list(search=search, order_by=getattr(order_by, "value", order_by), **arguments)
+        try:
+            users = user_list(viewer=viewer(info), order_by=getattr(order_by, "value", order_by), **arguments)
+        except ValidationError as exc:
+            raise coded_error(
+                " ".join(error.message for error in user_errors_from(exc)), RequestErrorCode.BAD_USER_INPUT
+            ) from None
         args = {name: value for name, value in page.items() if value is not None}
         return DjangoConnectionField.resolve_connection(
             UserType._meta.connection, args, users, max_limit=USERS_PAGE_MAX

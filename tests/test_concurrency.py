@@ -5,11 +5,11 @@ import threading
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from accounts.error_codes import AuthErrorCode, UserErrorCode
-from accounts.models import RefreshToken, Session, SessionEndReason, User
-from accounts.services import refresh_token_revoke, refresh_token_rotate, session_open
+from accounts.models import AccountToken, AccountTokenPurpose, RefreshToken, Session, SessionEndReason, User
+from accounts.services import password_reset, refresh_token_revoke, refresh_token_rotate, session_open
 from accounts.tokens import refresh_token_digest
 from tests.conftest import error_codes
 
@@ -307,3 +307,102 @@ def test_a_refresh_racing_a_logout_of_its_session_never_succeeds(make_user):
         .exclude(token_hash=refresh_token_digest(tokens.refresh_token))
         .exists()
     )
+
+
+# --- account flows under concurrency -----------------------------------------------------------
+
+SEND_RESET = "mutation($e: String!) { sendPasswordResetEmail(email: $e) { success } }"
+CHANGE = """
+mutation($o: String!, $n: String!) {
+  passwordChange(oldPassword: $o, newPassword: $n) { success token errors { field code } }
+}
+"""
+
+
+def post_in_parallel(body: dict, copies: int, token: str | None = None) -> list[dict]:
+    """Post one GraphQL body `copies` times at once, each from its own thread and connection."""
+    barrier = threading.Barrier(copies)
+    results: list[dict | None] = [None] * copies
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+
+    def run(index):
+        try:
+            client = Client(HTTP_HOST="localhost")
+            barrier.wait(timeout=10)
+            results[index] = client.post("/graphql", json.dumps(body), "application/json", **headers).json()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_parallel_reset_requests_leave_one_live_link(make_user):
+    # given: an account, and six reset requests for it at once (say, several workers)
+    user = make_user(email="racer@example.com")
+    # when
+    results = post_in_parallel({"query": SEND_RESET, "variables": {"e": "racer@example.com"}}, 6)
+    # then: all answered alike, and only the newest link works
+    assert all(result == {"data": {"sendPasswordResetEmail": {"success": True}}} for result in results)
+    live = AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.RESET_PASSWORD, used_at__isnull=True)
+    assert live.count() == 1
+
+
+def test_a_password_change_racing_a_reset_never_overwrites_it(make_user):
+    # given: a reset of alice's password holds the account's row, not yet committed, while a
+    # password change authenticated with the old password is on its way
+    user = make_user(email="alice@example.com", password="the-Old-passphrase-1")
+    tokens = session_open(user=user)
+    link, _row = _reset_link(user)
+    reset_done, release = threading.Event(), threading.Event()
+
+    def reset_and_hold():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                request = RequestFactory().post("/graphql")
+                password_reset(request=request, token=link, new_password="the-Reset-passphrase-2")
+                reset_done.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=reset_and_hold)
+    holder.start()
+    assert reset_done.wait(timeout=10)
+    outcome = {}
+
+    def change():
+        try:
+            body = {"query": CHANGE, "variables": {"o": "the-Old-passphrase-1", "n": "the-Thiefs-passphrase-3"}}
+            outcome["results"] = post_in_parallel(body, 1, token=tokens.token)
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=change)
+    second.start()
+    assert wait_for_a_lock_wait(), "the password change never waited for the reset"
+    release.set()
+    holder.join(timeout=10)
+    second.join(timeout=10)
+    # then: the change saw the reset's outcome (its session ended), and the reset's password stands
+    assert error_codes(outcome["results"][0]) == [AuthErrorCode.TOKEN_REVOKED.value]
+    user.refresh_from_db()
+    assert user.check_password("the-Reset-passphrase-2")
+    assert not user.check_password("the-Thiefs-passphrase-3")
+
+
+def _reset_link(user):
+    from django.db import transaction
+
+    from accounts.services import _account_token_issue
+
+    with transaction.atomic():
+        return _account_token_issue(
+            user=user, purpose=AccountTokenPurpose.RESET_PASSWORD, email=user.email, lifetime=3600
+        )

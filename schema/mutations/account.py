@@ -193,14 +193,16 @@ class PasswordChange(graphene.Mutation):
 class UpdateAccount(graphene.Mutation):
     """Change your username, or ask to change your email address.
 
-    The username changes at once (same rules as registration). A new email address is
-    sent a confirmation link (and the old one a notice); it replaces the old address
-    only when `verifyAccount` is called with that link's token.
+    The username changes at once (same rules as registration). A new email address needs
+    your current `password`; it is sent a confirmation link (and the old one a notice),
+    and replaces the old address only when `verifyAccount` is called with that link's
+    token. A password change or reset cancels a pending change.
     """
 
     class Arguments:
         username = graphene.String(description="A new username.")
-        email = graphene.String(description="A new email address, to be confirmed.")
+        email = graphene.String(description="A new email address, to be confirmed; needs `password`.")
+        password = graphene.String(description="Your current password: required to change the email address.")
 
     success = _success_field()
     errors = _errors_field()
@@ -208,10 +210,12 @@ class UpdateAccount(graphene.Mutation):
     pending_email = graphene.String(description="The new address waiting for confirmation, if one was asked for.")
 
     @classmethod
-    def mutate(cls, root, info, username=None, email=None):
+    def mutate(cls, root, info, username=None, email=None, password=None):
         user = viewer_required(info)
         try:
-            pending = account_update(request=info.context, user=user, username=username, email=email)
+            user, pending = account_update(
+                request=info.context, user=user, username=username, email=email, password=password
+            )
         except ValidationError as exc:
             return cls(success=False, errors=user_errors_from(exc), user=user)
         return cls(success=True, errors=[], user=user, pending_email=pending)

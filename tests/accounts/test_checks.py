@@ -94,10 +94,11 @@ def test_deployment_warnings_are_not_raised_without_deploy():
 
 
 def test_a_safe_deployment_has_no_gatehouse_issue(monkeypatch):
-    # given: conveniences off, short tokens, a shared cache, persistent connections
-    # (CONN_MAX_AGE is patched in place: overriding DATABASES is unsupported by Django)
+    # given: conveniences off, short tokens, a shared cache, persistent connections, mail
+    # after the response (CONN_MAX_AGE is patched in place: overriding DATABASES is
+    # unsupported by Django)
     monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 600)
-    config = {**settings.GATEHOUSE, "GRAPHIQL": False, "INTROSPECTION": False}
+    config = {**settings.GATEHOUSE, "GRAPHIQL": False, "INTROSPECTION": False, "EMAIL_ASYNC": True}
     caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}}
     with override_settings(
         JWT_SIGNING_KEY=SAFE_KEY,
@@ -144,3 +145,16 @@ def test_a_weak_previous_signing_key_is_error_e003(previous):
 def test_strong_previous_signing_keys_pass():
     with override_settings(GATEHOUSE={**settings.GATEHOUSE, "JWT_PREVIOUS_SIGNING_KEYS": [SAFE_KEY, "y" * 32]}):
         assert "gatehouse.E003" not in gatehouse_issues()
+
+
+def test_mail_inside_the_request_warns_w006():
+    # Then a reset request for an existing address costs the request the mail server's time.
+    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "EMAIL_ASYNC": False}, DEBUG=False):
+        assert "gatehouse.W006" in gatehouse_issues(include_deployment_checks=True)
+    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "EMAIL_ASYNC": True}, DEBUG=False):
+        assert "gatehouse.W006" not in gatehouse_issues(include_deployment_checks=True)
+
+
+def test_mail_inside_the_request_is_fine_while_debugging():
+    with override_settings(GATEHOUSE={**settings.GATEHOUSE, "EMAIL_ASYNC": False}, DEBUG=True):
+        assert "gatehouse.W006" not in gatehouse_issues(include_deployment_checks=True)

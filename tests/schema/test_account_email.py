@@ -76,8 +76,8 @@ mutation TokenAuth($email: String, $username: String, $password: String!) {
 """
 REFRESH = "mutation Refresh($refreshToken: String) { refreshToken(refreshToken: $refreshToken) { token refreshToken } }"
 UPDATE = f"""
-mutation Update($username: String, $email: String) {{
-  updateAccount(username: $username, email: $email) {{
+mutation Update($username: String, $email: String, $password: String) {{
+  updateAccount(username: $username, email: $email, password: $password) {{
     success pendingEmail
     user {{ id username email isEmailVerified }}
     {USER_ERRORS}
@@ -117,6 +117,9 @@ def resend(gql, email, **kwargs) -> dict:
 
 
 def update(gql, token, **variables) -> dict:
+    """Post updateAccount; an email change carries the right current password unless told otherwise."""
+    if "email" in variables:
+        variables.setdefault("password", PASSWORD)
     return mutation(gql, UPDATE, variables, "updateAccount", token=token)
 
 
@@ -950,7 +953,7 @@ def test_a_refused_field_means_no_field_changes(gql, user, token, make_user):
 
 @pytest.mark.parametrize(
     "argument",
-    ["isStaff: true", "isSuperuser: true", "isActive: false", "isEmailVerified: true", 'password: "x"', "id: 1"],
+    ["isStaff: true", "isSuperuser: true", "isActive: false", "isEmailVerified: true", 'newPassword: "x"', "id: 1"],
 )
 def test_update_account_cannot_set_other_fields(gql, user, token, argument):
     before = db_state()
@@ -1158,7 +1161,7 @@ def test_a_rate_limited_email_change_rolls_back_the_username_change(gql, user, t
         before = db_state()
 
         # when: a rename and an email change in one request
-        body = gql(UPDATE, {"username": "alice2", "email": "alice.new@example.com"}, token=token)
+        body = gql(UPDATE, {"username": "alice2", "email": "alice.new@example.com", "password": PASSWORD}, token=token)
 
     # then: refused as a whole
     assert_rate_limited(body, "updateAccount", 3600)
@@ -1279,3 +1282,53 @@ def test_no_audit_event_holds_a_token(gql, user, token):
     # and emailed tokens are stored as digests only
     for stored in AccountToken.objects.values_list("token_hash", flat=True):
         assert stored not in opaque
+
+
+# --- an email change needs the current password ---------------------------------------------------
+
+
+def test_an_email_change_without_the_password_is_refused(gql, user, token):
+    before = db_state()
+
+    payload = update(gql, token, email="alice.new@example.com", password=None)
+
+    assert only_error(payload) == ("password", UserErrorCode.REQUIRED.name)
+    assert payload["pendingEmail"] is None
+    assert db_state() == before
+    assert mail.outbox == []
+
+
+def test_an_email_change_with_a_wrong_password_is_refused(gql, user, token):
+    # A stolen access token alone must not move the account to another mailbox.
+    before = db_state()
+
+    payload = update(gql, token, email="thief@example.com", password="not-" + PASSWORD)
+
+    assert only_error(payload) == ("password", UserErrorCode.INVALID_PASSWORD.name)
+    assert db_state() == before
+    assert mail.outbox == []
+
+
+def test_a_username_change_needs_no_password(gql, user, token):
+    payload = update(gql, token, username="alice2")
+
+    assert payload["errors"] == []
+    assert User.objects.get(pk=user.pk).username == "alice2"
+
+
+PASSWORD_CHANGE = """
+mutation($old: String!, $new: String!) {
+  passwordChange(oldPassword: $old, newPassword: $new) { success errors { field code } }
+}
+"""
+
+
+def test_a_password_change_cancels_a_pending_email_change(gql, user, token):
+    # given: a change to another mailbox is pending (say, requested by whoever stole a token)
+    change = request_email_change(gql, token, "thief@example.com")
+    # when: the owner follows the notice's advice and changes the password
+    body = gql(PASSWORD_CHANGE, {"old": PASSWORD, "new": "a-brand-New-passphrase-2"}, token=token)
+    assert body["data"]["passwordChange"]["success"] is True
+    # then: the pending link no longer moves the account
+    assert_invalid_token(verify(gql, change))
+    assert User.objects.get(pk=user.pk).email == "alice@example.com"

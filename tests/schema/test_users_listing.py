@@ -338,6 +338,34 @@ def test_a_malformed_join_date_is_refused_without_a_server_error(gql, staff_toke
     assert RequestErrorCode.INTERNAL_SERVER_ERROR.value not in codes
 
 
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("joinedAfter", "9999-12-31T23:59:59-12:00"),  # past the end of the calendar in UTC
+        ("joinedBefore", "0001-01-01T00:00:00+14:00"),  # before its start
+    ],
+)
+def test_a_join_date_outside_the_calendar_is_bad_user_input(gql, staff_token, argument, value):
+    # Valid ISO times that no database can compare once converted to UTC (SQLite overflowed).
+    body = gql(USERS, {argument: value}, token=staff_token)
+
+    assert error_codes(body) == [RequestErrorCode.BAD_USER_INPUT.value]
+    assert body["data"] == {"users": None}
+
+
+def test_a_join_date_without_a_time_zone_is_taken_as_utc(gql, staff_token, make_user):
+    from datetime import UTC, datetime
+
+    early = make_user(username="early", date_joined=datetime(2020, 1, 1, 12, 0, tzinfo=UTC))
+    make_user(username="late", date_joined=datetime(2020, 1, 1, 12, 0, 1, tzinfo=UTC))
+
+    body = gql(USERS, {"joinedBefore": "2020-01-01T12:00:01"}, token=staff_token)
+
+    names = [edge["node"]["username"] for edge in body["data"]["users"]["edges"]]
+    assert early.username in names
+    assert "late" not in names
+
+
 # --- ordering -------------------------------------------------------------------------------------------------
 
 
