@@ -2,9 +2,12 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminPasswordChangeForm as AdminSiteOwnPasswordChangeForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.views import PasswordChangeView
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuthEvent, Session, SessionEndReason, User
@@ -34,6 +37,30 @@ class PasswordSetForm(AdminPasswordChangeForm):
         usable = self.cleaned_data.get("set_usable_password", True)
         password_set(user=self.user, password=self.cleaned_data["password1"] if usable else None)
         return self.user
+
+
+class OwnPasswordChangeForm(AdminSiteOwnPasswordChangeForm):
+    """The admin's "change my password" page, through the service that ends every session."""
+
+    def save(self, commit=True):
+        if not commit:
+            return super().save(commit=False)
+        password_set(user=self.user, password=self.cleaned_data["new_password1"])
+        return self.user
+
+
+def own_password_change(request):
+    """The admin's "change my password" page (admin.site.password_change) with OwnPasswordChangeForm.
+
+    Django's AdminSite hard-codes its form; config/urls.py routes the page here instead,
+    so that every way the admin sets a password goes through the account rules.
+    """
+    request.current_app = admin.site.name
+    return PasswordChangeView.as_view(
+        form_class=OwnPasswordChangeForm,
+        success_url=reverse("admin:password_change_done", current_app=admin.site.name),
+        extra_context=admin.site.each_context(request),
+    )(request)
 
 
 class UserEditForm(UserChangeForm):

@@ -7,6 +7,7 @@ the whole session ends, so neither the thief nor the victim can continue it.
 """
 
 import hashlib
+import hmac
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ def user_authenticate(
             kind=AuthEventKind.LOGIN_FAILED,
             request=request,
             user=attempt.account,
-            identifier=_audit_identifier(email=email, username=username),
+            identifier=_audit_identifier(email=email, username=username, account=attempt.account),
             detail="rate limited" if isinstance(exc, RateLimited) else "",
         )
         raise
@@ -180,19 +181,25 @@ def user_authenticate(
         kind=AuthEventKind.LOGIN_SUCCEEDED,
         request=request,
         user=user,
-        identifier=_audit_identifier(email=email, username=username),
+        identifier=_audit_identifier(email=email, username=username, account=user),
         session_id=tokens.payload["sid"],
     )
     return user, tokens
 
 
-def _audit_identifier(*, email: str | None, username: str | None) -> str:
-    """Return what a sign-in named, for the audit trail: a canonical email or username only.
+def _audit_identifier(*, email: str | None, username: str | None, account: User | None) -> str:
+    """Return what a sign-in named, for the audit trail, never as typed unless it is an account's.
 
-    Anything else is not stored as typed: people type passwords into the login field.
+    People type passwords into the login field. A well-formed email address is kept in
+    its canonical form (a password rarely is one), and so is the username of an existing
+    account; anything else is kept as a keyed digest, so repeated attempts at the same
+    unknown name still show as one, and nothing typed is readable.
     """
     key = login_key(email=email, username=username)
-    return "(not an email or username)" if key.startswith("raw:") else key
+    if key.startswith("email:") or (account is not None and key.startswith("username:")):
+        return key
+    digest = hmac.new(settings.SECRET_KEY.encode(), key.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"unknown:{digest}"
 
 
 @dataclass

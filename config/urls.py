@@ -6,6 +6,7 @@ The health probes are answered by config.health.HealthProbeMiddleware.
 from django.contrib import admin
 from django.urls import path
 
+from accounts.admin import own_password_change
 from config import errors
 from schema.views import GraphQLView
 
@@ -14,6 +15,8 @@ graphql_view = GraphQLView.as_view()
 urlpatterns = [
     path("graphql", graphql_view, name="graphql"),
     path("graphql/", graphql_view),
+    # Ahead of the admin's own page of the same path: it ends the account's sessions too.
+    path("admin/password_change/", admin.site.admin_view(own_password_change)),
     path("admin/", admin.site.urls),
 ]
 

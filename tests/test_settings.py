@@ -47,6 +47,12 @@ SETTINGS_VARIABLES = {
     "ACCOUNT_EMAIL_RATE_PER_ADDRESS",
     "ACCOUNT_TOKEN_RATE_PER_ADDRESS",
     "PASSWORD_CHECK_RATE_PER_ACCOUNT",
+    "EMAIL_HOST",
+    "EMAIL_PORT",
+    "EMAIL_HOST_USER",
+    "EMAIL_HOST_PASSWORD",
+    "EMAIL_USE_TLS",
+    "EMAIL_TIMEOUT",
     "DATABASE_URL",
     "DATABASE_CONN_MAX_AGE",
     "REDIS_URL",
@@ -469,3 +475,47 @@ def test_production_refuses_nonsense_account_settings(name, value):
     result = start_django({**PRODUCTION, name: value})
     assert result.returncode != 0
     assert name in result.stderr
+
+
+def test_production_sends_mail_through_the_configured_smtp_server():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, s.EMAIL_HOST_PASSWORD, "
+        "s.EMAIL_USE_TLS, s.EMAIL_TIMEOUT)"
+    )
+    variables = {
+        "EMAIL_HOST": "smtp.example.org",
+        "EMAIL_PORT": "587",
+        "EMAIL_HOST_USER": "mailer",
+        "EMAIL_HOST_PASSWORD": "smtp-secret",
+        "EMAIL_USE_TLS": "true",
+        "EMAIL_TIMEOUT": "7",
+    }
+    result = start_django({**PRODUCTION, **variables}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "smtp.example.org",
+        "587",
+        "mailer",
+        "smtp-secret",
+        "True",
+        "7",
+    ]
+
+
+def test_production_gives_up_on_a_stalled_mail_server_by_default():
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.EMAIL_TIMEOUT)"
+    result = start_django(PRODUCTION, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "10"
+
+
+def test_local_development_prints_mail_to_the_console_at_once():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.GATEHOUSE['EMAIL_ASYNC'])"
+    )
+    result = start_django({"DJANGO_SETTINGS_MODULE": "config.settings.local"}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["django.core.mail.backends.console.EmailBackend", "False"]

@@ -366,6 +366,30 @@ def test_a_join_date_without_a_time_zone_is_taken_as_utc(gql, staff_token, make_
     assert "late" not in names
 
 
+def test_a_negative_cursor_is_bad_user_input(gql, staff_token):
+    from graphql_relay import offset_to_cursor
+
+    for argument in ("after", "before"):
+        body = gql(USERS, {argument: offset_to_cursor(-5)}, token=staff_token)
+        assert error_codes(body) == [RequestErrorCode.BAD_USER_INPUT.value]
+        assert body["data"] == {"users": None}
+
+
+def test_an_explicit_null_order_is_the_default_order(gql, staff_token, make_user):
+    from datetime import UTC, datetime, timedelta
+
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    for day in range(3):
+        make_user(username=f"day{day}", date_joined=base + timedelta(days=day))
+
+    default = gql(USERS, {"search": "day"}, token=staff_token)
+    explicit_null = gql(USERS, {"search": "day", "orderBy": None}, token=staff_token)
+
+    names = [edge["node"]["username"] for edge in explicit_null["data"]["users"]["edges"]]
+    assert names == ["day2", "day1", "day0"]  # newest first
+    assert explicit_null == default
+
+
 # --- ordering -------------------------------------------------------------------------------------------------
 
 
