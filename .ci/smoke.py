@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import psycopg2
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -52,7 +53,12 @@ def check(name, condition, detail=""):
         raise SystemExit(1)
 
 
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
 def main():
+    # Rate-limit counters of an earlier run in the same window must not refuse this one.
+    redis.Redis.from_url(REDIS_URL).flushdb()
     database = f"gatehouse_smoke_{os.getpid()}"
     admin = psycopg2.connect(f"{PG}/postgres")
     admin.autocommit = True
@@ -65,7 +71,7 @@ def main():
         "JWT_SIGNING_KEY": secrets.token_urlsafe(48),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": f"{PG}/{database}",
-        "REDIS_URL": "redis://127.0.0.1:6379/14",
+        "REDIS_URL": REDIS_URL,
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
@@ -161,14 +167,12 @@ def main():
         events = []
         for _ in range(50):
             with psycopg2.connect(f"{PG}/{database}") as db, db.cursor() as cursor:
-                cursor.execute(
-                    "SELECT detail FROM accounts_authevent WHERE kind = 'password_reset_requested' ORDER BY id"
-                )
+                cursor.execute("SELECT detail FROM accounts_authevent WHERE kind = 'password_reset_requested'")
                 events = [row[0] for row in cursor.fetchall()]
             if len(events) == 2:
                 break
             time.sleep(0.1)
-        check("reset requests handled in the background", events == ["", "no such account"], events)
+        check("reset requests handled in the background", sorted(events) == ["", "no such account"], events)
         swept = subprocess.run(
             [PYTHON, "manage.py", "housekeeping"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
         )
