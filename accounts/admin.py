@@ -113,6 +113,19 @@ class UserAdmin(DjangoUserAdmin):
         self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the admin shows but never adds, edits or deletes (the services and housekeeping do)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class SessionStateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
@@ -132,7 +145,7 @@ class SessionStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(ReadOnlyAdmin):
     """Sign-in sessions: read-only, except that an administrator can end them."""
 
     list_display = ("user", "created_at", "last_used_at", "expires_at", "ip_address", "short_user_agent", "state")
@@ -154,16 +167,7 @@ class SessionAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # Viewing only; ending a session is the action below, deleting is housekeeping's.
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
+    # Ending a session is the action below; deleting one is housekeeping's.
     def has_end_permission(self, request):
         return request.user.has_perm("accounts.change_session")
 
@@ -184,7 +188,7 @@ class SessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuthEvent)
-class AuthEventAdmin(admin.ModelAdmin):
+class AuthEventAdmin(ReadOnlyAdmin):
     """The audit trail: read-only, searchable, pruned by `manage.py housekeeping`."""
 
     list_display = ("created_at", "kind", "user", "user_ref", "identifier", "ip_address", "detail")
@@ -205,12 +209,3 @@ class AuthEventAdmin(admin.ModelAdmin):
         "detail",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -197,9 +197,6 @@ class Session(models.Model):
     def is_expired(self, now=None) -> bool:
         return self.ends_at() <= (now or timezone.now())
 
-    def is_live(self, now=None) -> bool:
-        return self.revoked_at is None and not self.is_expired(now)
-
 
 class RefreshToken(models.Model):
     """One refresh token of a session, stored only as a SHA-256 digest.

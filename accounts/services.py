@@ -18,6 +18,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from accounts.client import address_key, client_address
@@ -401,17 +402,16 @@ def sessions_revoke(sessions, *, reason: str, request=None, actor: User | None =
     """
     now = timezone.now()
     live = sessions_live(sessions, now=now)
-    ended_by_user: dict[int, int] = {}
-    for user_id in live.values_list("user_id", flat=True):
-        ended_by_user[user_id] = ended_by_user.get(user_id, 0) + 1
+    ended_by_user = list(live.values("user_id").annotate(ended=Count("pk")).order_by())
     count = live.update(revoked_at=now, revoked_reason=reason)
-    for user_id, ended in ended_by_user.items():
-        AuthEvent.objects.create(
-            **_request_facts(request),
+    facts = _request_facts(request)
+    by_actor = f" by user {actor.pk}" if actor is not None else ""
+    for row in ended_by_user:
+        auth_event_record(
             kind=AuthEventKind.SESSIONS_ENDED,
-            user_id=user_id,
-            user_ref=user_id,
-            detail=f"{reason}: {ended}" + (f" by user {actor.pk}" if actor is not None else ""),
+            facts=facts,
+            user_id=row["user_id"],
+            detail=f"{reason}: {row['ended']}{by_actor}",
         )
     return count
 
@@ -506,14 +506,28 @@ def sessions_delete_stale(*, dry_run: bool = False, batch_size: int = 1000) -> S
 
 
 def auth_event_record(
-    *, kind: str, request=None, user: User | None = None, identifier: str = "", session_id=None, detail: str = ""
+    *,
+    kind: str,
+    request=None,
+    facts: dict | None = None,
+    user: User | None = None,
+    user_id: int | None = None,
+    identifier: str = "",
+    session_id=None,
+    detail: str = "",
 ) -> AuthEvent:
-    """Append one entry to the audit trail. Never pass a password or a token."""
+    """Append one entry to the audit trail. Never pass a password or a token.
+
+    The client's address and user agent come from `request`, or from `facts` taken from
+    it earlier (work done after the response). The account is `user`, or just its id.
+    """
+    if user is not None:
+        user_id = user.pk
     return AuthEvent.objects.create(
-        **_request_facts(request),
+        **(facts if facts is not None else _request_facts(request)),
         kind=kind,
-        user=user,
-        user_ref=user.pk if user is not None else None,
+        user_id=user_id,
+        user_ref=user_id,
         # Whatever a client typed: printable only (Postgres refuses NUL), and bounded.
         identifier=printable_text(identifier, AuthEvent._meta.get_field("identifier").max_length),
         session_id=session_id,
@@ -640,24 +654,30 @@ def _account_token_limits(*, request) -> None:
     )
 
 
-def _verification_send(*, user: User, email: str, change: bool = False) -> None:
-    """Email a verification link: for the account's own address, or (`change`) for a new one."""
-    token, row = _account_token_issue(
-        user=user,
-        purpose=AccountTokenPurpose.CHANGE_EMAIL if change else AccountTokenPurpose.VERIFY_EMAIL,
-        email=email,
-        lifetime=settings.EMAIL_VERIFICATION_TOKEN_LIFETIME,
-    )
-    template = "email_change" if change else "activate"
+def _link_send(*, user: User, email: str, purpose: str, lifetime: int, template: str, path: str) -> None:
+    """Issue a one-time link of `purpose` for `email` and mail it there once the transaction commits."""
+    token, row = _account_token_issue(user=user, purpose=purpose, email=email, lifetime=lifetime)
     mail_send_on_commit(
         template=template,
         to=email,
         context={
             "username": user.username,
             "email": email,
-            "link": frontend_link("activate", token),
+            "link": frontend_link(path, token),
             "lifetime": lifetime_text(row.created_at, row.expires_at),
         },
+    )
+
+
+def _verification_send(*, user: User, email: str, change: bool = False) -> None:
+    """Email a verification link: for the account's own address, or (`change`) for a new one."""
+    _link_send(
+        user=user,
+        email=email,
+        purpose=AccountTokenPurpose.CHANGE_EMAIL if change else AccountTokenPurpose.VERIFY_EMAIL,
+        lifetime=settings.EMAIL_VERIFICATION_TOKEN_LIFETIME,
+        template="email_change" if change else "activate",
+        path="activate",
     )
 
 
@@ -704,6 +724,19 @@ def account_verify(*, request, token: str) -> User:
     return user
 
 
+def _after_response_for_address(*, request, email: str, job, name: str) -> None:
+    """Validate and count a request about an address, and leave everything else to `job`.
+
+    The request only checks the address's form and counts the rate limits (per client
+    and per recipient, whether or not an account exists); `job(email, facts)` looks the
+    account up and acts after the response, so every address costs the request the same.
+    """
+    canonical = _canonical_email_field(email)
+    _account_email_limits(request=request, recipient=canonical)
+    facts = _request_facts(request)
+    run_after_commit(lambda: job(canonical, facts), name=name)
+
+
 def account_verification_resend(*, request, email: str) -> None:
     """Send a new verification link if `email` names an active, unverified account.
 
@@ -712,10 +745,7 @@ def account_verification_resend(*, request, email: str) -> None:
     Raises ValidationError for a malformed address and RateLimited when the client or
     the recipient has had enough.
     """
-    canonical = _canonical_email_field(email)
-    _account_email_limits(request=request, recipient=canonical)
-    facts = _request_facts(request)
-    run_after_commit(lambda: _verification_resend(canonical, facts), name="verification resend")
+    _after_response_for_address(request=request, email=email, job=_verification_resend, name="verification resend")
 
 
 @transaction.atomic
@@ -723,9 +753,7 @@ def _verification_resend(email: str, facts: dict) -> None:
     user = User.objects.filter(email=email, is_active=True, is_email_verified=False).first()
     if user is not None:
         _verification_send(user=user, email=user.email)
-        AuthEvent.objects.create(
-            **facts, kind=AuthEventKind.EMAIL_VERIFICATION_SENT, user=user, user_ref=user.pk, identifier=email
-        )
+        auth_event_record(kind=AuthEventKind.EMAIL_VERIFICATION_SENT, facts=facts, user=user, identifier=email)
 
 
 # --- passwords -----------------------------------------------------------------------------
@@ -766,10 +794,7 @@ def password_reset_request(*, request, email: str) -> None:
     Raises ValidationError for a malformed address and RateLimited when the client or
     the recipient has had enough.
     """
-    canonical = _canonical_email_field(email)
-    _account_email_limits(request=request, recipient=canonical)
-    facts = _request_facts(request)
-    run_after_commit(lambda: _password_reset_send(canonical, facts), name="password reset request")
+    _after_response_for_address(request=request, email=email, job=_password_reset_send, name="password reset request")
 
 
 @transaction.atomic
@@ -780,27 +805,18 @@ def _password_reset_send(email: str, facts: dict) -> None:
         # whoever reads the mailbox must not undo that.
         user = None
     if user is not None:
-        token, row = _account_token_issue(
+        _link_send(
             user=user,
-            purpose=AccountTokenPurpose.RESET_PASSWORD,
             email=user.email,
+            purpose=AccountTokenPurpose.RESET_PASSWORD,
             lifetime=settings.PASSWORD_RESET_TOKEN_LIFETIME,
-        )
-        mail_send_on_commit(
             template="reset_password",
-            to=user.email,
-            context={
-                "username": user.username,
-                "email": user.email,
-                "link": frontend_link("reset-password", token),
-                "lifetime": lifetime_text(row.created_at, row.expires_at),
-            },
+            path="reset-password",
         )
-    AuthEvent.objects.create(
-        **facts,
+    auth_event_record(
         kind=AuthEventKind.PASSWORD_RESET_REQUESTED,
+        facts=facts,
         user=user,
-        user_ref=user.pk if user is not None else None,
         identifier=email,
         detail="" if user is not None else "no such account",
     )

@@ -1,15 +1,24 @@
 """Races that only a real database with real concurrent connections can show (Postgres)."""
 
 import json
+import re
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.core import mail
+from django.db import connection, transaction
 from django.test import Client, RequestFactory
 
 from accounts.error_codes import AuthErrorCode, UserErrorCode
 from accounts.models import AccountToken, AccountTokenPurpose, RefreshToken, Session, SessionEndReason, User
-from accounts.services import password_reset, refresh_token_revoke, refresh_token_rotate, session_open
+from accounts.services import (
+    password_reset,
+    password_reset_request,
+    refresh_token_revoke,
+    refresh_token_rotate,
+    session_open,
+)
 from accounts.tokens import refresh_token_digest
 from tests.conftest import error_codes
 
@@ -18,6 +27,87 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent connections (Postgres)"),
 ]
+
+
+def post(body: dict, token: str | None = None) -> dict:
+    """Post one GraphQL body from a fresh client; return its status and decoded JSON body."""
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    response = Client(HTTP_HOST="localhost").post("/graphql", json.dumps(body), "application/json", **headers)
+    return {"status": response.status_code, "body": response.json()}
+
+
+def post_in_parallel(bodies: list[dict], token: str | None = None) -> list[dict]:
+    """Post every body at once, each from its own thread and database connection."""
+    barrier = threading.Barrier(len(bodies))
+    results: list[dict | None] = [None] * len(bodies)
+
+    def run(index, body):
+        try:
+            barrier.wait(timeout=10)
+            results[index] = post(body, token)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, body)) for i, body in enumerate(bodies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def race_with_held_transaction(hold, contender, lock: str):
+    """Run `hold()` in a transaction left open, then `contender()` beside it; return its result.
+
+    The holder commits only once the contender is seen waiting on a database lock (`lock`
+    names that lock in the failure message), so the contender's path through the lock
+    is the one exercised.
+    """
+    held, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def holder():
+        try:
+            with transaction.atomic():
+                hold()
+                held.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    def contend():
+        try:
+            outcome["result"] = contender()
+        finally:
+            connection.close()
+
+    holding = threading.Thread(target=holder)
+    holding.start()
+    assert held.wait(timeout=10)
+    contending = threading.Thread(target=contend)
+    contending.start()
+    waited = wait_for_a_lock_wait()
+    release.set()
+    holding.join(timeout=10)
+    contending.join(timeout=10)
+    assert waited, f"the contender never waited on {lock}"
+    return outcome["result"]
+
+
+def wait_for_a_lock_wait(timeout: float = 10.0) -> bool:
+    """Return True once another backend of this database waits on a lock."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.01)
+    return False
+
 
 REGISTER = """
 mutation($u: String!, $e: String!, $p: String!) {
@@ -28,26 +118,7 @@ mutation($u: String!, $e: String!, $p: String!) {
 
 def register_in_parallel(attempts: list[dict]) -> list[dict]:
     """Send every registration at once, each from its own thread and database connection."""
-    barrier = threading.Barrier(len(attempts))
-    results: list[dict | None] = [None] * len(attempts)
-
-    def run(index, variables):
-        try:
-            client = Client(HTTP_HOST="localhost")
-            barrier.wait(timeout=10)
-            response = client.post(
-                "/graphql", json.dumps({"query": REGISTER, "variables": variables}), "application/json"
-            )
-            results[index] = {"status": response.status_code, "body": response.json()}
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, v)) for i, v in enumerate(attempts)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
+    return post_in_parallel([{"query": REGISTER, "variables": variables} for variables in attempts])
 
 
 def test_parallel_registrations_of_one_address_in_different_cases_create_one_account():
@@ -94,63 +165,20 @@ def test_a_nul_byte_never_reaches_postgres(gql):
 def test_a_registration_that_loses_the_race_at_insert_time_is_a_unique_error_not_a_500():
     # given: another transaction has inserted the address but not yet committed, so the
     # service's existence check cannot see it and only the unique index can refuse
-    inserted, release = threading.Event(), threading.Event()
-    outcome = {}
+    def insert():
+        User.objects.create_user(username="first", email="late@example.com", password="a-Long-passphrase-1")
 
-    def hold_uncommitted_insert():
-        from django.db import transaction
-
-        try:
-            with transaction.atomic():
-                User.objects.create_user(username="first", email="late@example.com", password="a-Long-passphrase-1")
-                inserted.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    def register_second():
-        try:
-            client = Client(HTTP_HOST="localhost")
-            variables = {"u": "second", "e": "LATE@example.com", "p": "a-Long-passphrase-1"}
-            body = json.dumps({"query": REGISTER, "variables": variables})
-            outcome["response"] = client.post("/graphql", body, "application/json")
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_uncommitted_insert)
-    holder.start()
-    assert inserted.wait(timeout=10)
     # when: our registration runs, and is seen blocked on the unique index before the
     # other transaction commits (so the insert-time path is the one exercised)
-    second = threading.Thread(target=register_second)
-    second.start()
-    assert wait_for_a_lock_wait(), "the registration never waited on the unique index"
-    release.set()
-    holder.join(timeout=10)
-    second.join(timeout=10)
+    variables = {"u": "second", "e": "LATE@example.com", "p": "a-Long-passphrase-1"}
+    response = race_with_held_transaction(
+        insert, lambda: post({"query": REGISTER, "variables": variables}), lock="the unique index"
+    )
     # then
-    response = outcome["response"]
-    assert response.status_code == 200
-    payload = response.json()["data"]["register"]
+    assert response["status"] == 200
+    payload = response["body"]["data"]["register"]
     assert payload == {"user": None, "errors": [{"field": "email", "code": UserErrorCode.UNIQUE.name}]}
     assert list(User.objects.values_list("username", flat=True)) == ["first"]
-
-
-def wait_for_a_lock_wait(timeout: float = 10.0) -> bool:
-    """Return True once another backend of this database waits on a lock."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return True
-            time.sleep(0.01)
-    return False
 
 
 def test_a_query_that_runs_too_long_is_cancelled_by_the_database():
@@ -171,25 +199,7 @@ REFRESH = "mutation($t: String) { refreshToken(refreshToken: $t) { token refresh
 
 def refresh_in_parallel(refresh_token: str, copies: int) -> list[dict]:
     """Present one refresh token `copies` times at once, each from its own thread and connection."""
-    barrier = threading.Barrier(copies)
-    results: list[dict | None] = [None] * copies
-
-    def run(index):
-        try:
-            client = Client(HTTP_HOST="localhost")
-            barrier.wait(timeout=10)
-            body = json.dumps({"query": REFRESH, "variables": {"t": refresh_token}})
-            response = client.post("/graphql", body, "application/json")
-            results[index] = {"status": response.status_code, "body": response.json()}
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(copies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
+    return post_in_parallel([{"query": REFRESH, "variables": {"t": refresh_token}}] * copies)
 
 
 def test_parallel_refreshes_of_one_token_never_fork_the_session(make_user):
@@ -222,39 +232,14 @@ def test_a_refresh_waits_for_a_concurrent_rotation_and_then_sees_the_token_used(
     # given: another transaction has rotated the token but not yet committed
     user = make_user()
     tokens = session_open(user=user)
-    rotated, release = threading.Event(), threading.Event()
-
-    def rotate_and_hold():
-        from django.db import transaction
-
-        try:
-            with transaction.atomic():
-                refresh_token_rotate(refresh_token=tokens.refresh_token)
-                rotated.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=rotate_and_hold)
-    holder.start()
-    assert rotated.wait(timeout=10)
-    outcome = {}
-
-    def refresh():
-        try:
-            outcome["results"] = refresh_in_parallel(tokens.refresh_token, 1)
-        finally:
-            connection.close()
-
     # when: a second refresh of the same token arrives and is seen waiting on the row lock
-    second = threading.Thread(target=refresh)
-    second.start()
-    assert wait_for_a_lock_wait(), "the refresh never waited on the refresh token's row lock"
-    release.set()
-    holder.join(timeout=10)
-    second.join(timeout=10)
+    result = race_with_held_transaction(
+        lambda: refresh_token_rotate(refresh_token=tokens.refresh_token),
+        lambda: post({"query": REFRESH, "variables": {"t": tokens.refresh_token}}),
+        lock="the refresh token's row lock",
+    )
     # then: it read the committed rotation, so it was refused and nothing forked
-    body = outcome["results"][0]["body"]
+    body = result["body"]
     assert error_codes(body) == [AuthErrorCode.TOKEN_INVALID.value]
     session = Session.objects.get(user=user)
     assert session.revoked_at is None
@@ -265,39 +250,14 @@ def test_a_refresh_racing_a_logout_of_its_session_never_succeeds(make_user):
     # given: a logout of the session holds its locks, not yet committed
     user = make_user()
     tokens = session_open(user=user)
-    signed_out, release = threading.Event(), threading.Event()
-
-    def logout_and_hold():
-        from django.db import transaction
-
-        try:
-            with transaction.atomic():
-                refresh_token_revoke(refresh_token=tokens.refresh_token)
-                signed_out.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=logout_and_hold)
-    holder.start()
-    assert signed_out.wait(timeout=10)
-    outcome = {}
-
-    def refresh():
-        try:
-            outcome["results"] = refresh_in_parallel(tokens.refresh_token, 1)
-        finally:
-            connection.close()
-
     # when: a refresh of the same session arrives and waits on the locks
-    second = threading.Thread(target=refresh)
-    second.start()
-    assert wait_for_a_lock_wait(), "the refresh never waited for the logout"
-    release.set()
-    holder.join(timeout=10)
-    second.join(timeout=10)
+    result = race_with_held_transaction(
+        lambda: refresh_token_revoke(refresh_token=tokens.refresh_token),
+        lambda: post({"query": REFRESH, "variables": {"t": tokens.refresh_token}}),
+        lock="the logout's locks",
+    )
     # then: it saw the session ended; no token came out for a signed-out session
-    body = outcome["results"][0]["body"]
+    body = result["body"]
     assert error_codes(body) == [AuthErrorCode.TOKEN_REVOKED.value]
     assert body["data"] == {"refreshToken": None}
     session = Session.objects.get(user=user)
@@ -319,35 +279,13 @@ mutation($o: String!, $n: String!) {
 """
 
 
-def post_in_parallel(body: dict, copies: int, token: str | None = None) -> list[dict]:
-    """Post one GraphQL body `copies` times at once, each from its own thread and connection."""
-    barrier = threading.Barrier(copies)
-    results: list[dict | None] = [None] * copies
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-
-    def run(index):
-        try:
-            client = Client(HTTP_HOST="localhost")
-            barrier.wait(timeout=10)
-            results[index] = client.post("/graphql", json.dumps(body), "application/json", **headers).json()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(copies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
-
-
 def test_parallel_reset_requests_leave_one_live_link(make_user):
     # given: an account, and six reset requests for it at once (say, several workers)
     user = make_user(email="racer@example.com")
     # when
-    results = post_in_parallel({"query": SEND_RESET, "variables": {"e": "racer@example.com"}}, 6)
+    results = post_in_parallel([{"query": SEND_RESET, "variables": {"e": "racer@example.com"}}] * 6)
     # then: all answered alike, and only the newest link works
-    assert all(result == {"data": {"sendPasswordResetEmail": {"success": True}}} for result in results)
+    assert all(result["body"] == {"data": {"sendPasswordResetEmail": {"success": True}}} for result in results)
     live = AccountToken.objects.filter(user=user, purpose=AccountTokenPurpose.RESET_PASSWORD, used_at__isnull=True)
     assert live.count() == 1
 
@@ -357,52 +295,24 @@ def test_a_password_change_racing_a_reset_never_overwrites_it(make_user):
     # password change authenticated with the old password is on its way
     user = make_user(email="alice@example.com", password="the-Old-passphrase-1")
     tokens = session_open(user=user)
-    link, _row = _reset_link(user)
-    reset_done, release = threading.Event(), threading.Event()
-
-    def reset_and_hold():
-        from django.db import transaction
-
-        try:
-            with transaction.atomic():
-                request = RequestFactory().post("/graphql")
-                password_reset(request=request, token=link, new_password="the-Reset-passphrase-2")
-                reset_done.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=reset_and_hold)
-    holder.start()
-    assert reset_done.wait(timeout=10)
-    outcome = {}
-
-    def change():
-        try:
-            body = {"query": CHANGE, "variables": {"o": "the-Old-passphrase-1", "n": "the-Thiefs-passphrase-3"}}
-            outcome["results"] = post_in_parallel(body, 1, token=tokens.token)
-        finally:
-            connection.close()
-
-    second = threading.Thread(target=change)
-    second.start()
-    assert wait_for_a_lock_wait(), "the password change never waited for the reset"
-    release.set()
-    holder.join(timeout=10)
-    second.join(timeout=10)
+    link = _reset_link(user)
+    change = {"query": CHANGE, "variables": {"o": "the-Old-passphrase-1", "n": "the-Thiefs-passphrase-3"}}
+    result = race_with_held_transaction(
+        lambda: password_reset(
+            request=RequestFactory().post("/graphql"), token=link, new_password="the-Reset-passphrase-2"
+        ),
+        lambda: post(change, token=tokens.token),
+        lock="the reset's lock on the account",
+    )
     # then: the change saw the reset's outcome (its session ended), and the reset's password stands
-    assert error_codes(outcome["results"][0]) == [AuthErrorCode.TOKEN_REVOKED.value]
+    assert error_codes(result["body"]) == [AuthErrorCode.TOKEN_REVOKED.value]
     user.refresh_from_db()
     assert user.check_password("the-Reset-passphrase-2")
     assert not user.check_password("the-Thiefs-passphrase-3")
 
 
-def _reset_link(user):
-    from django.db import transaction
-
-    from accounts.services import _account_token_issue
-
-    with transaction.atomic():
-        return _account_token_issue(
-            user=user, purpose=AccountTokenPurpose.RESET_PASSWORD, email=user.email, lifetime=3600
-        )
+def _reset_link(user) -> str:
+    """Ask for a reset of `user` through the service; return the token of the mailed link."""
+    password_reset_request(request=RequestFactory().post("/graphql"), email=user.email)
+    (message,) = [message for message in mail.outbox if message.to == [user.email]]
+    return re.search(r"reset-password\?token=([A-Za-z0-9_-]{43})", message.body).group(1)
