@@ -284,7 +284,17 @@ class AuthEvent(models.Model):
 
     kind = models.CharField(max_length=32, choices=AuthEventKind.choices)
     created_at = models.DateTimeField(default=timezone.now)
-    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="auth_events")
+    # No database constraint: an audit entry must never take a lock on the account's row
+    # (a foreign-key check does), nor make a sign-in or a deletion fail when the two race.
+    # Django still sets it to null when the account is deleted; `user_ref` keeps the id.
+    user = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="auth_events",
+        db_constraint=False,
+    )
     user_ref = models.BigIntegerField(null=True, blank=True, help_text="The account's id, kept after deletion.")
     identifier = models.CharField(max_length=EMAIL_MAX_LENGTH + 16, blank=True, default="")
     ip_address = models.GenericIPAddressField(null=True, blank=True)
