@@ -2,23 +2,51 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.forms import AdminPasswordChangeForm as AdminSiteOwnPasswordChangeForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.views import PasswordChangeView
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Q
+from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.backends import RATE_LIMITED
+from accounts.exceptions import TokenRevoked
 from accounts.models import AuthEvent, Session, SessionEndReason, User
 from accounts.selectors import sessions_live
 from accounts.services import (
     account_tokens_revoke,
+    admin_sign_in_record,
     password_set,
     session_revoke_all,
     sessions_revoke,
     user_deactivate,
 )
+
+
+class AuditedAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login form; every attempt goes to the audit trail, as a GraphQL sign-in does."""
+
+    def clean(self):
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            admin_sign_in_record(
+                request=self.request,
+                email=self.cleaned_data.get("username"),
+                user=None,
+                rate_limited=getattr(self.request, RATE_LIMITED, False),
+            )
+            raise
+        admin_sign_in_record(request=self.request, email=self.cleaned_data.get("username"), user=self.user_cache)
+        return cleaned
+
+
+admin.site.login_form = AuditedAdminAuthenticationForm
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -35,7 +63,10 @@ class PasswordSetForm(AdminPasswordChangeForm):
             return super().save(commit=False)
         # AdminPasswordChangeForm's clean() turns the "usable password" choice into this key.
         usable = self.cleaned_data.get("set_usable_password", True)
-        password_set(user=self.user, password=self.cleaned_data["password1"] if usable else None)
+        try:
+            password_set(user=self.user, password=self.cleaned_data["password1"] if usable else None)
+        except TokenRevoked:
+            raise Http404("The account no longer exists.") from None
         return self.user
 
 
@@ -45,7 +76,10 @@ class OwnPasswordChangeForm(AdminSiteOwnPasswordChangeForm):
     def save(self, commit=True):
         if not commit:
             return super().save(commit=False)
-        password_set(user=self.user, password=self.cleaned_data["new_password1"])
+        try:
+            password_set(user=self.user, password=self.cleaned_data["new_password1"])
+        except TokenRevoked:
+            raise Http404("The account no longer exists.") from None
         return self.user
 
 
@@ -92,6 +126,15 @@ class UserAdmin(DjangoUserAdmin):
 
     change_password_form = PasswordSetForm
 
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None and request.method == "POST" and transaction.get_connection().in_atomic_block:
+            # An edit or a deletion works on the account's row, locked and current (the one
+            # lock order: the account first): a password change committed while the form
+            # was on its way is never written back over with the hash read before it.
+            obj = User.objects.select_for_update(no_key=True).filter(pk=obj.pk).first()
+        return obj
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data and not obj.is_active:
@@ -106,10 +149,14 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="End all sessions of the selected users", permissions=["end"])
     def end_all_sessions(self, request, queryset):
-        count = sum(
-            session_revoke_all(user=user, reason=SessionEndReason.ADMIN, request=request, actor=request.user)
-            for user in queryset
-        )
+        count = 0
+        for user in queryset:
+            try:
+                count += session_revoke_all(
+                    user=user, reason=SessionEndReason.ADMIN, request=request, actor=request.user
+                )
+            except TokenRevoked:
+                continue  # deleted since the list was shown: its sessions went with it
         self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)
 
 

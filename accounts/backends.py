@@ -4,11 +4,15 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 
 from accounts.exceptions import RateLimited
+from accounts.selectors import user_get_by_login
 from accounts.services import login_attempt_count
+
+# Set on the request when its sign-in was refused by a budget (the audit entry says so).
+RATE_LIMITED = "_gatehouse_rate_limited"
 
 
 class RateLimitedModelBackend(ModelBackend):
-    """Django's ModelBackend behind the same per-address and per-account limits as tokenAuth.
+    """Django's ModelBackend behind the same budgets as tokenAuth (address and account).
 
     Without it the admin's login form would be an unlimited password oracle for staff
     accounts. PermissionDenied makes django.contrib.auth.authenticate() stop and report
@@ -17,8 +21,10 @@ class RateLimitedModelBackend(ModelBackend):
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if request is not None:
+            email = username or kwargs.get("email") or ""
             try:
-                login_attempt_count(request=request, email=username or kwargs.get("email") or "")
+                login_attempt_count(request=request, account=user_get_by_login(email=email), email=email)
             except RateLimited:
+                setattr(request, RATE_LIMITED, True)
                 raise PermissionDenied from None
         return super().authenticate(request, username=username, password=password, **kwargs)

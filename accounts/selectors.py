@@ -111,16 +111,19 @@ def session_get_live(*, user: User, session_id) -> Session | None:
     return sessions_live().filter(user=user, pk=session_id).first()
 
 
-def user_get_by_login(*, email: str | None = None, username: str | None = None) -> User | None:
+def user_get_by_login(*, email: str | None = None, username: str | None = None, lock: bool = False) -> User | None:
     """Return the account a login identifier names, or None; at most one query.
 
-    Identifiers that cannot name an account (malformed, oversized) cost no query.
+    Identifiers that cannot name an account (malformed, oversized) cost no query. With
+    `lock`, the row is locked (FOR NO KEY UPDATE) until the transaction ends, and read as
+    it is once any flow holding it has committed.
     """
+    users = User.objects.select_for_update(no_key=True) if lock else User.objects.all()
     try:
         if email is not None:
-            return User.objects.filter(email=canonical_email(email)).first()
+            return users.filter(email=canonical_email(email)).first()
         if username is not None:
-            return _by_username(canonical_username(username)).first()
+            return _by_username(canonical_username(username), users).first()
     except ValidationError:
         return None
     return None
@@ -137,9 +140,10 @@ def user_get_visible(*, viewer: User | None, user_id: int) -> User | None:
     return None
 
 
-def _by_username(username: str):
+def _by_username(username: str, users=None):
     # LOWER(username) = ... uses the case-insensitive unique index on Postgres.
-    return User.objects.alias(username_ci=Lower("username")).filter(username_ci=username.lower())
+    users = User.objects.all() if users is None else users
+    return users.alias(username_ci=Lower("username")).filter(username_ci=username.lower())
 
 
 def username_taken(username: str, *, exclude: User | None = None) -> bool:

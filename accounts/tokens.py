@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 
 import jwt
@@ -59,14 +60,23 @@ class SessionTokens:
     token: str
     payload: dict
     refresh_token: str
-    refresh_expires_in: int
+    # When the session ends unless it is refreshed before (the earlier of its idle and
+    # absolute expiry).
+    refresh_expires_at: datetime
+    # A sign-in's new device token (see accounts.devices); None for a refresh.
+    device_token: str | None = None
+
+    @property
+    def refresh_expires_in(self) -> int:
+        """Return `refresh_expires_at` as Unix time (django-graphql-jwt's `refreshExpiresIn`)."""
+        return int(self.refresh_expires_at.timestamp())
 
     def as_payload(self) -> dict:
         return {
             "token": self.token,
             "payload": self.payload,
             "refresh_token": self.refresh_token,
-            "refresh_expires_in": self.refresh_expires_in,
+            "refresh_expires_at": self.refresh_expires_at,
         }
 
 

@@ -34,8 +34,22 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}.")
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    """Return a whole number no smaller than `minimum`."""
+# The longest duration a setting may give, in seconds: a deadline this far away is still a
+# date every part can represent (Python's datetime ends at year 9999).
+MAX_SECONDS = 100 * 365 * 24 * 3600
+
+
+def env_seconds(name: str, default: int, *, minimum: int = 0) -> int:
+    """Return a duration in seconds, at least `minimum` and at most MAX_SECONDS (about 100 years).
+
+    A longer one is refused at start-up: its deadlines could not be represented, and a
+    sign-in would fail after its session had been committed.
+    """
+    return env_int(name, default, minimum=minimum, maximum=MAX_SECONDS)
+
+
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return a whole number no smaller than `minimum` (and no larger than `maximum`)."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
@@ -45,6 +59,8 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}.")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}.")
     return value
 
 

@@ -19,3 +19,8 @@ def viewer_required(info):
     if user is None:
         raise Unauthenticated
     return user
+
+
+def viewer_session_id(info) -> str:
+    """Return the id of the session the request's access token belongs to (call after viewer_required)."""
+    return info.context.auth.claims.session_id

@@ -1,14 +1,11 @@
 """Races that only a real database with real concurrent connections can show (Postgres)."""
 
-import json
 import re
-import threading
-import time
 
 import pytest
 from django.core import mail
-from django.db import connection, transaction
-from django.test import Client, RequestFactory
+from django.db import connection
+from django.test import RequestFactory
 
 from accounts.error_codes import AuthErrorCode, UserErrorCode
 from accounts.models import AccountToken, AccountTokenPurpose, RefreshToken, Session, SessionEndReason, User
@@ -21,92 +18,13 @@ from accounts.services import (
 )
 from accounts.tokens import refresh_token_digest
 from tests.conftest import error_codes
+from tests.races import post, post_in_parallel, race_with_held_transaction
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent connections (Postgres)"),
 ]
-
-
-def post(body: dict, token: str | None = None) -> dict:
-    """Post one GraphQL body from a fresh client; return its status and decoded JSON body."""
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-    response = Client(HTTP_HOST="localhost").post("/graphql", json.dumps(body), "application/json", **headers)
-    return {"status": response.status_code, "body": response.json()}
-
-
-def post_in_parallel(bodies: list[dict], token: str | None = None) -> list[dict]:
-    """Post every body at once, each from its own thread and database connection."""
-    barrier = threading.Barrier(len(bodies))
-    results: list[dict | None] = [None] * len(bodies)
-
-    def run(index, body):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = post(body, token)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, body)) for i, body in enumerate(bodies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
-
-
-def race_with_held_transaction(hold, contender, lock: str):
-    """Run `hold()` in a transaction left open, then `contender()` beside it; return its result.
-
-    The holder commits only once the contender is seen waiting on a database lock (`lock`
-    names that lock in the failure message), so the contender's path through the lock
-    is the one exercised.
-    """
-    held, release = threading.Event(), threading.Event()
-    outcome = {}
-
-    def holder():
-        try:
-            with transaction.atomic():
-                hold()
-                held.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    def contend():
-        try:
-            outcome["result"] = contender()
-        finally:
-            connection.close()
-
-    holding = threading.Thread(target=holder)
-    holding.start()
-    assert held.wait(timeout=10)
-    contending = threading.Thread(target=contend)
-    contending.start()
-    waited = wait_for_a_lock_wait()
-    release.set()
-    holding.join(timeout=10)
-    contending.join(timeout=10)
-    assert waited, f"the contender never waited on {lock}"
-    return outcome["result"]
-
-
-def wait_for_a_lock_wait(timeout: float = 10.0) -> bool:
-    """Return True once another backend of this database waits on a lock."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return True
-            time.sleep(0.01)
-    return False
 
 
 REGISTER = """

@@ -20,9 +20,14 @@ from accounts.services import (
     user_register,
 )
 from schema.errors import UserError, user_errors_from
-from schema.mutations.common import REFRESH_EXPIRES_IN, REFRESH_TOKEN_OUT, session_tokens_payload
+from schema.mutations.common import (
+    REFRESH_TOKEN_OUT,
+    refresh_expires_at_field,
+    refresh_expires_in_field,
+    session_tokens_payload,
+)
 from schema.types import UserType
-from schema.viewer import viewer_required
+from schema.viewer import viewer_required, viewer_session_id
 
 
 def _errors_field(description="Why the input was refused; empty on success."):
@@ -53,7 +58,8 @@ class Register(graphene.Mutation):
     token = graphene.String(description="Access token for the new session; null when `errors` is not empty.")
     payload = GenericScalar(description="The access token's claims; null when `errors` is not empty.")
     refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
-    refresh_expires_in = graphene.Int(description=REFRESH_EXPIRES_IN)
+    refresh_expires_in = refresh_expires_in_field()
+    refresh_expires_at = refresh_expires_at_field(required=False)
     errors = _errors_field()
 
     @classmethod
@@ -172,7 +178,8 @@ class PasswordChange(graphene.Mutation):
     token = graphene.String(description="A new access token of this session; null when `errors` is not empty.")
     payload = GenericScalar(description="The new access token's claims.")
     refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
-    refresh_expires_in = graphene.Int(description=REFRESH_EXPIRES_IN)
+    refresh_expires_in = refresh_expires_in_field()
+    refresh_expires_at = refresh_expires_at_field(required=False)
 
     @classmethod
     def mutate(cls, root, info, old_password, new_password):
@@ -181,7 +188,7 @@ class PasswordChange(graphene.Mutation):
             tokens = password_change(
                 request=info.context,
                 user=user,
-                session_id=info.context.auth.claims.session_id,
+                session_id=viewer_session_id(info),
                 old_password=old_password,
                 new_password=new_password,
             )
@@ -214,7 +221,12 @@ class UpdateAccount(graphene.Mutation):
         user = viewer_required(info)
         try:
             user, pending = account_update(
-                request=info.context, user=user, username=username, email=email, password=password
+                request=info.context,
+                user=user,
+                session_id=viewer_session_id(info),
+                username=username,
+                email=email,
+                password=password,
             )
         except ValidationError as exc:
             return cls(success=False, errors=user_errors_from(exc), user=user)
@@ -237,7 +249,7 @@ class DeleteAccount(graphene.Mutation):
     def mutate(cls, root, info, password):
         user = viewer_required(info)
         try:
-            account_delete(request=info.context, user=user, password=password)
+            account_delete(request=info.context, user=user, password=password, session_id=viewer_session_id(info))
         except ValidationError as exc:
             return cls(success=False, errors=user_errors_from(exc))
         return cls(success=True, errors=[])

@@ -14,6 +14,8 @@ from graphql_relay import from_global_id
 
 from accounts.cookies import (
     cookie_mode,
+    device_token_deliver,
+    device_token_from_request,
     refresh_cookie_after_failure,
     refresh_cookie_after_logout,
     refresh_cookie_clear,
@@ -31,7 +33,13 @@ from accounts.services import (
     user_authenticate,
 )
 from schema.errors import RequestErrorCode, UserError, coded_error, user_errors_from
-from schema.mutations.common import REFRESH_EXPIRES_IN, REFRESH_TOKEN_IN, REFRESH_TOKEN_OUT, session_tokens_payload
+from schema.mutations.common import (
+    REFRESH_TOKEN_IN,
+    REFRESH_TOKEN_OUT,
+    refresh_expires_at_field,
+    refresh_expires_in_field,
+    session_tokens_payload,
+)
 from schema.types import SessionType, UserType, session_uuid
 from schema.viewer import viewer_required
 
@@ -40,26 +48,47 @@ class TokenAuth(graphene.Mutation):
     """Sign in with email (or username) and password, and get an access token.
 
     Any failure, whatever its cause, is the top-level error INVALID_CREDENTIALS; too many
-    attempts is RATE_LIMITED with `extensions.retryAfter` seconds.
+    attempts is RATE_LIMITED with `extensions.retryAfter` seconds. A device that signed in
+    before sends its `deviceToken`: its attempts then count against its own budget, so
+    guesses from elsewhere never lock it out.
     """
 
     class Arguments:
         email = graphene.String(description="The account's email address (any case). Give this or `username`.")
         username = graphene.String(description="The account's username (any case), in place of `email`.")
         password = graphene.String(required=True, description="The account's password.")
+        device_token = graphene.String(
+            description="The `deviceToken` this device got at its last sign-in to this account, if any "
+            "(in cookie mode, omit it: the cookie is read)."
+        )
 
     token = graphene.String(required=True, description="Access token: send it as `Authorization: Bearer <token>`.")
     payload = GenericScalar(required=True, description="The access token's claims.")
     refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
-    refresh_expires_in = graphene.Int(required=True, description=REFRESH_EXPIRES_IN)
+    refresh_expires_in = refresh_expires_in_field()
+    refresh_expires_at = refresh_expires_at_field(required=True)
+    device_token = graphene.String(
+        description="Keep it on this device and send it with its next sign-in to this account (OWASP device "
+        "cookie). Null in cookie mode, where it is a cookie."
+    )
     user = graphene.Field(UserType, required=True, description="The signed-in account.")
 
     @classmethod
-    def mutate(cls, root, info, password, email=None, username=None):
+    def mutate(cls, root, info, password, email=None, username=None, device_token=None):
         if (email is None) == (username is None):
             raise coded_error("Give either `email` or `username`, not both.", RequestErrorCode.BAD_USER_INPUT)
-        user, tokens = user_authenticate(request=info.context, email=email, username=username, password=password)
-        return cls(user=user, **session_tokens_payload(info, tokens))
+        user, tokens = user_authenticate(
+            request=info.context,
+            email=email,
+            username=username,
+            password=password,
+            device_token=device_token_from_request(info.context, device_token),
+        )
+        return cls(
+            user=user,
+            device_token=device_token_deliver(info.context, tokens.device_token),
+            **session_tokens_payload(info, tokens),
+        )
 
 
 class Verify(graphene.Mutation):
@@ -93,7 +122,8 @@ class Refresh(graphene.Mutation):
     token = graphene.String(required=True, description="A new access token of the same session.")
     payload = GenericScalar(required=True, description="The new access token's claims.")
     refresh_token = graphene.String(description=REFRESH_TOKEN_OUT)
-    refresh_expires_in = graphene.Int(required=True, description=REFRESH_EXPIRES_IN)
+    refresh_expires_in = refresh_expires_in_field()
+    refresh_expires_at = refresh_expires_at_field(required=True)
 
     @classmethod
     def mutate(cls, root, info, refresh_token=None):

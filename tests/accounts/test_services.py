@@ -11,7 +11,6 @@ from accounts.exceptions import InvalidCredentials, RateLimited
 from accounts.models import User
 from accounts.services import user_authenticate, user_register
 from accounts.tokens import access_token_verify
-from tests.accounts.test_ratelimit import wait_for_room_in_window
 from tests.conftest import PASSWORD
 
 
@@ -130,7 +129,6 @@ def test_register_reports_every_field_at_once(db, request_):
 
 def test_register_is_rate_limited_per_address_before_validation(db):
     # given: one registration per address
-    wait_for_room_in_window(60)
     request = RequestFactory().post("/graphql", REMOTE_ADDR="192.0.2.20")
     with gatehouse(REGISTER_RATE_PER_ADDRESS=(1, 60)):
         user_register(request=request, username="bob", email="bob@example.com", password=PASSWORD)
@@ -217,7 +215,6 @@ def test_authenticate_refuses_an_inactive_user_with_the_same_error(make_user, re
 
 def test_authenticate_counts_every_attempt_per_account(user, request_):
     # given: 2 attempts per account; one failure and one success spend them
-    wait_for_room_in_window(60)
     with gatehouse(LOGIN_RATE_PER_ACCOUNT=(2, 60)):
         with pytest.raises(InvalidCredentials):
             user_authenticate(request=request_, email="alice@example.com", password="wrong")
@@ -239,7 +236,6 @@ def test_authenticate_counts_every_attempt_per_account(user, request_):
 def test_authenticate_counts_every_attempt_per_address(make_user):
     # given
     users = [make_user() for _ in range(3)]
-    wait_for_room_in_window(60)
     same_address = RequestFactory().post("/graphql", REMOTE_ADDR="192.0.2.30")
     with gatehouse(LOGIN_RATE_PER_ADDRESS=(2, 60)):
         for user in users[:2]:

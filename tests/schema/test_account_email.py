@@ -35,7 +35,6 @@ from accounts.models import (
     User,
 )
 from schema.errors import RequestErrorCode
-from tests.accounts.test_ratelimit import wait_for_room_in_window
 from tests.conftest import PASSWORD, error_codes
 from tests.failing_mail import FailingBackend
 
@@ -475,7 +474,6 @@ def test_a_link_verifies_its_own_account_whoever_is_signed_in(gql, user, token):
 
 def test_verification_attempts_are_rate_limited_per_client_address(gql):
     # Guessing links is bounded: after the budget, even a real link waits.
-    wait_for_room_in_window(3600)
     _, link = registered_and_token(gql)
     with rate(ACCOUNT_TOKEN_RATE_PER_ADDRESS=(2, 3600)):
         for _ in range(2):
@@ -557,7 +555,6 @@ def test_resend_refuses_a_malformed_address(gql, email):
 @pytest.mark.parametrize("account", ["unverified", "verified", "none"])
 def test_resend_is_rate_limited_per_recipient_whether_or_not_the_account_exists(gql, make_user, account):
     # given
-    wait_for_room_in_window(3600)
     if account != "none":
         make_user(username="bob", email="bob@example.com", is_email_verified=account == "verified")
 
@@ -579,7 +576,6 @@ def test_resend_is_rate_limited_per_recipient_whether_or_not_the_account_exists(
 
 def test_resend_and_password_reset_share_the_recipients_budget(gql, make_user):
     # Nobody can flood a mailbox by alternating the two kinds of account email.
-    wait_for_room_in_window(3600)
     make_user(username="bob", email="bob@example.com")
     with rate(ACCOUNT_EMAIL_RATE_PER_RECIPIENT=(2, 3600)):
         assert resend(gql, "bob@example.com")["success"] is True
@@ -593,7 +589,6 @@ def test_resend_and_password_reset_share_the_recipients_budget(gql, make_user):
 
 def test_resend_is_rate_limited_per_client_address(gql):
     # given
-    wait_for_room_in_window(3600)
     with rate(ACCOUNT_EMAIL_RATE_PER_ADDRESS=(2, 3600)):
         # when: three different recipients from one client
         assert resend(gql, "one@example.com")["success"] is True
@@ -1155,7 +1150,6 @@ def test_the_old_address_can_register_again_without_taking_over_tokens(gql, user
 
 def test_a_rate_limited_email_change_rolls_back_the_username_change(gql, user, token):
     # given: the new address has had its account email for this window
-    wait_for_room_in_window(3600)
     with rate(ACCOUNT_EMAIL_RATE_PER_RECIPIENT=(1, 3600)):
         assert resend(gql, "alice.new@example.com")["success"] is True
         before = db_state()

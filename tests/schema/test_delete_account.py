@@ -29,7 +29,6 @@ from accounts.models import (
     User,
 )
 from schema.errors import RequestErrorCode
-from tests.accounts.test_ratelimit import wait_for_room_in_window
 from tests.conftest import PASSWORD, error_codes
 from tests.hashers import CountingMD5PasswordHasher
 from tests.schema.test_passwords import CommittingGraphQLClient
@@ -209,8 +208,7 @@ def test_an_oversized_password_is_wrong_without_hashing(gql, user, settings):
 
 def test_password_checks_of_delete_and_change_share_one_budget(gql, user, settings):
     # Guessing through deleteAccount must not add to the guesses allowed through passwordChange.
-    settings.GATEHOUSE = {**settings.GATEHOUSE, "PASSWORD_CHECK_RATE_PER_ACCOUNT": (2, 300)}
-    wait_for_room_in_window(300)
+    settings.GATEHOUSE = {**settings.GATEHOUSE, "LOGIN_RATE_PER_ACCOUNT": (2, 300)}
     current = sign_in(gql)
     delete(gql, current["token"], "guess-one")
     gql(CHANGE, {"oldPassword": "guess-two", "newPassword": NEW_PASSWORD}, token=current["token"])
