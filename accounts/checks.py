@@ -1,7 +1,14 @@
 """System checks that refuse or warn about unsafe configuration (`manage.py check --deploy`)."""
 
-from django.conf import settings
+import os
+
+from django.apps import apps
+from django.conf import STATICFILES_STORAGE_ALIAS, settings
+from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.storage import ManifestFilesMixin
 from django.core.checks import Error, Tags, Warning, register
+from django.core.files.storage import storages
+from django.utils.module_loading import import_string
 
 JWT_KEY_MIN_BYTES = 32
 
@@ -77,11 +84,19 @@ def check_deployment(app_configs, **kwargs):
                 id="gatehouse.W003",
             )
         )
-    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+    if config["RATE_LIMIT_STORE"] == "memory":
         issues.append(
             Warning(
                 "Rate limits are kept per process.",
-                hint="Set REDIS_URL so that every process shares them.",
+                hint="Set REDIS_URL (or leave RATE_LIMIT_STORE to the database) so that every process shares them.",
+                id="gatehouse.W004",
+            )
+        )
+    elif settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        issues.append(
+            Warning(
+                "No REDIS_URL: rate limits are counted in the database, one write per counted attempt.",
+                hint="Set REDIS_URL to count them in Redis, off the database.",
                 id="gatehouse.W004",
             )
         )
@@ -103,3 +118,66 @@ def check_deployment(app_configs, **kwargs):
             )
         )
     return issues
+
+
+@register(Tags.staticfiles, deploy=True)
+def check_static_manifest(app_configs, **kwargs):
+    """With a manifest storage, every static file must be collected: a missing one is a 500.
+
+    The manifest storage (production's) refuses to name a file its manifest does not list,
+    so an image built without `collectstatic`, or with the files of older code, answers 500
+    on every admin page. config/wsgi.py runs this check too and refuses to start.
+    """
+    backend = settings.STORAGES[STATICFILES_STORAGE_ALIAS]
+    storage_class = import_string(backend["BACKEND"])
+    if not issubclass(storage_class, ManifestFilesMixin):
+        return []
+    hint = "Run `manage.py collectstatic --noinput` (the Dockerfile does, at build time) before starting."
+    location = os.path.join(settings.STATIC_ROOT, storage_class.manifest_name)
+    try:
+        # A new instance reads the manifest as it is now (the shared one keeps what it found).
+        storage = storages.create_storage(backend)
+    except ValueError:
+        return [Error(f"The static files manifest {location} is not readable.", hint=hint, id="gatehouse.E010")]
+    if not storage.hashed_files:
+        return [
+            Error(
+                f"The static files are not collected: {location} is missing, so the admin would answer 500.",
+                hint=hint,
+                id="gatehouse.E010",
+            )
+        ]
+    # The same files collectstatic gathers: every finder, with the app's ignore patterns.
+    ignore_patterns = apps.get_app_config("staticfiles").ignore_patterns
+    expected = set()
+    for finder in finders.get_finders():
+        for path, source in finder.list(ignore_patterns):
+            prefix = getattr(source, "prefix", None)
+            expected.add(storage.clean_name(os.path.join(prefix, path) if prefix else path))
+    missing = sorted(expected - set(storage.hashed_files))
+    if missing:
+        return [
+            Error(
+                f"{len(missing)} static files are missing from the manifest {location} (e.g. {missing[0]}): "
+                "it was collected from other code, and the pages using them would answer 500.",
+                hint=hint,
+                id="gatehouse.E010",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_retired_settings(app_configs, **kwargs):
+    """A retired rate setting left in the environment does nothing: say so rather than ignore it silently."""
+    if "PASSWORD_CHECK_RATE_PER_ACCOUNT" in os.environ:
+        return [
+            Warning(
+                "PASSWORD_CHECK_RATE_PER_ACCOUNT is set but ignored: every password check (sign-in, the admin "
+                "login, passwordChange, deleteAccount, updateAccount) now counts against the account's one "
+                "budget, LOGIN_RATE_PER_ACCOUNT, so a signed-in check is no second guessing channel.",
+                hint="Remove PASSWORD_CHECK_RATE_PER_ACCOUNT; tune LOGIN_RATE_PER_ACCOUNT instead.",
+                id="gatehouse.W007",
+            )
+        ]
+    return []

@@ -13,6 +13,10 @@ its own, every request that uses it must prove it comes from an allowed page: it
 `Origin` must be the API's own or one of CORS_ALLOWED_ORIGINS. The GraphQL view already
 refuses what a browser can send cross-site without a preflight (form posts, GET
 mutations), as Apollo Server's CSRF prevention does.
+
+The device token (accounts.devices) gets a cookie of its own in cookie mode, with the
+same attributes and as long-lived as the token. It needs no origin check: it
+authenticates nothing, it only chooses which sign-in budget an attempt counts against.
 """
 
 import time
@@ -23,7 +27,9 @@ from accounts.exceptions import AuthError, Forbidden, RefreshTokenAlreadyUsed, U
 from accounts.tokens import SessionTokens
 
 COOKIE_BASENAME = "gatehouse_refresh"
+DEVICE_COOKIE_BASENAME = "gatehouse_device"
 _PENDING = "_gatehouse_refresh_cookie"
+_DEVICE_PENDING = "_gatehouse_device_cookie"
 
 
 def cookie_mode() -> bool:
@@ -32,9 +38,17 @@ def cookie_mode() -> bool:
 
 def refresh_cookie_name() -> str:
     """Return the cookie's name: `__Host-` needs the path `/`, `__Secure-` otherwise."""
+    return _cookie_prefix() + COOKIE_BASENAME
+
+
+def device_cookie_name() -> str:
+    """Return the device token cookie's name, prefixed as the refresh cookie's."""
+    return _cookie_prefix() + DEVICE_COOKIE_BASENAME
+
+
+def _cookie_prefix() -> str:
     root = settings.GATEHOUSE["REFRESH_TOKEN_COOKIE_PATH"] == "/"  # noqa: S105 (a path, not a secret)
-    prefix = "__Host-" if root else "__Secure-"
-    return prefix + COOKIE_BASENAME
+    return "__Host-" if root else "__Secure-"
 
 
 def refresh_token_from_request(request, argument: str | None) -> str:
@@ -119,4 +133,41 @@ def refresh_cookie_apply(request, response) -> None:
         secure=True,
         httponly=True,
         samesite=samesite,
+    )
+
+
+def device_token_deliver(request, token: str) -> str | None:
+    """Return the device token for the response body: None in cookie mode, which sets the cookie."""
+    if not cookie_mode():
+        return token
+    setattr(request, _DEVICE_PENDING, token)
+    return None
+
+
+def device_token_from_request(request, argument: str | None) -> str | None:
+    """Return the device token a sign-in presents: its argument, else (cookie mode) the cookie, else None.
+
+    No origin check: the device cookie authenticates nothing, it only chooses which
+    budget a sign-in attempt is counted against, and it is bound to one account.
+    """
+    if argument is not None:
+        return argument
+    if not cookie_mode():
+        return None
+    return request.COOKIES.get(device_cookie_name()) or None
+
+
+def device_cookie_apply(request, response) -> None:
+    """Write the device token cookie a sign-in asked for onto the response (as long-lived as the token)."""
+    token = getattr(request, _DEVICE_PENDING, None)
+    if token is None:
+        return
+    response.set_cookie(
+        device_cookie_name(),
+        token,
+        max_age=settings.DEVICE_TOKEN_LIFETIME,
+        path=settings.GATEHOUSE["REFRESH_TOKEN_COOKIE_PATH"],
+        secure=True,
+        httponly=True,
+        samesite=settings.GATEHOUSE["REFRESH_TOKEN_COOKIE_SAMESITE"],
     )

@@ -15,12 +15,14 @@ without costs.
 """
 
 import logging
+import smtplib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import forbid_multi_line_headers, sanitize_address
 from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.utils.timesince import timeuntil
@@ -98,10 +100,45 @@ def mail_wait() -> None:
         executor.shutdown(wait=True)
 
 
+def mail_recipient(address: str) -> tuple[str, str] | None:
+    """Return where Django's SMTP backend sends a mail to `address`: (RCPT TO, To header).
+
+    None when Django cannot address it at all. The envelope recipient is what
+    `sanitize_address` and `smtplib` make of the address (the parser there decodes RFC 2047
+    encoded-words and unquotes quoted local parts), the header what `forbid_multi_line_headers`
+    stores for `To`.
+    """
+    encoding = settings.DEFAULT_CHARSET
+    try:
+        envelope = smtplib.quoteaddr(sanitize_address(address, encoding))
+        _, header = forbid_multi_line_headers("To", address, encoding)
+    except ValueError:  # BadHeaderError is one too
+        return None
+    return envelope.removeprefix("<").removesuffix(">"), str(header)
+
+
 def _deliver(template: str, to: str, context: dict) -> None:
     subject = render_to_string(f"accounts/email/{template}_subject.txt", context).strip()
     text = render_to_string(f"accounts/email/{template}_body.txt", context)
     html = render_to_string(f"accounts/email/{template}_body.html", context)
     message = EmailMultiAlternatives(subject=subject, body=text, to=[to])
     message.attach_alternative(html, "text/html")
+    if not _addressed_exactly(message, to):
+        # A stored address the mail layer would rewrite (one saved before the validator
+        # refused such addresses, or written past it): the mail would reach someone else.
+        # Not the address itself in the log: it is client input.
+        logger.error(
+            "Refused to send the %s email: the mail layer would not deliver it to the stored address", template
+        )
+        return
     message.send()
+
+
+def _addressed_exactly(message: EmailMultiAlternatives, to: str) -> bool:
+    """Return whether `message` goes to `to` alone: one envelope recipient and a To header, both exactly `to`."""
+    if message.recipients() != [to] or mail_recipient(to) != (to, to):
+        return False
+    try:
+        return message.message()["To"] == to
+    except ValueError:
+        return False

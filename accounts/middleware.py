@@ -5,7 +5,7 @@ from django.utils.functional import SimpleLazyObject
 from graphql_jwt.settings import jwt_settings
 
 from accounts.authentication import BearerAuthentication
-from accounts.cookies import refresh_cookie_apply
+from accounts.cookies import device_cookie_apply, refresh_cookie_apply
 
 
 class JSONWebTokenMiddleware:
@@ -27,7 +27,9 @@ class JSONWebTokenMiddleware:
             request.auth = auth
             request.user = SimpleLazyObject(auth.get_user_or_anonymous)
             response = self.get_response(request)
-            # Cookie mode: the refresh token cookie a sign-in, refresh or logout asked for.
+            # Cookie mode: the refresh token cookie a sign-in, refresh or logout asked for,
+            # and the device token cookie a sign-in asked for.
             refresh_cookie_apply(request, response)
+            device_cookie_apply(request, response)
             return response
         return self.get_response(request)

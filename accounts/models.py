@@ -312,3 +312,27 @@ class AuthEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RateLimitWindow(models.Model):
+    """One rate-limit key's recent attempts, for the database store of accounts.ratelimit.
+
+    Used when there is no Redis, so that every process on the database shares the
+    budgets. `key` is a keyed digest (never an email or address); `hits` holds the times
+    (ms since the epoch) of at most the last N accepted attempts, newest first;
+    `locked_until` ends the current lockout. `manage.py housekeeping` deletes rows past
+    `expires_at`.
+    """
+
+    key = models.CharField(max_length=255, primary_key=True)
+    hits = models.JSONField(default=list)
+    locked_until = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "rate-limit window"
+        verbose_name_plural = "rate-limit windows"
+        indexes = [models.Index(fields=["expires_at"], name="accounts_ratelimit_expires")]
+
+    def __str__(self):
+        return self.key

@@ -4,18 +4,30 @@ Emails and usernames are canonicalised one way, here, and every path (register, 
 lookups, uniqueness, the admin, createsuperuser) goes through these functions.
 """
 
+import ipaddress
+import re
+import socket
 import unicodedata
 
 import idna
+from django.conf import settings
 from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
 from accounts.error_codes import UserErrorCode
+from accounts.mail import mail_recipient
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path.
 USERNAME_MAX_LENGTH = 150
 USER_AGENT_MAX_LENGTH = 512
+# The domain of the placeholder addresses that ACCOUNT_DELETION=deactivate writes
+# (`deleted-<id>@deleted`): refused even where local domains are allowed, so no
+# registration can take one.
+DELETED_EMAIL_DOMAIN = "deleted"
+
+_EMAIL_LOCAL_PART = re.compile(r"[a-z0-9#$&'*+/=?^_`{|}~-]+(?:\.[a-z0-9#$&'*+/=?^_`{|}~-]+)*")
+_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 _email_validator = EmailValidator(message="Enter a valid email address.", code=UserErrorCode.INVALID.value)
 username_validator = ASCIIUsernameValidator(
@@ -55,7 +67,17 @@ def canonical_email(value: str) -> str:
     `normalize_email` lowercases only the domain, which lets `A@x.io` and `a@x.io` be two
     accounts; mail providers treat them as one mailbox.
 
-    Raises ValidationError (INVALID, TOO_LONG) for anything that is not an address.
+    Only addresses that Django's mail layer sends to exactly as stored are accepted: the
+    SMTP recipient (RCPT TO) and the To header of every account mail are this string. So the
+    local part is a plain dot-atom (no quoted strings, comments, display names, brackets,
+    lists, whitespace or backslashes, which Python's address parser reads its own way), with
+    no RFC 2047 encoded-word (`=?utf-8?q?victim?=` is decoded into `victim`) and no source
+    route (`%`, `!`, which relays may follow to another mailbox). The domain is a public DNS
+    name of two labels or more; a single-label name (`localhost`) or an address literal
+    (`[127.0.0.1]`, `[IPv6:::1]`) only with EMAIL_ALLOW_LOCAL_DOMAINS, and a bare IP
+    (`127.0.0.1`) never: RFC 5321 writes IPs only as literals.
+
+    Raises ValidationError (INVALID, TOO_LONG) for anything that is not such an address.
     """
     value = value.strip()
     if len(value) > EMAIL_MAX_LENGTH:
@@ -64,19 +86,88 @@ def canonical_email(value: str) -> str:
         )
     local, at, domain = value.rpartition("@")
     if not at or not local or not domain or has_control_characters(value):
-        raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value)
+        raise _invalid_email()
+    local = local.lower()
+    # A dot-atom of RFC 5322's atext, less "%" and "!"; "=?" starts an encoded-word anywhere.
+    if not _EMAIL_LOCAL_PART.fullmatch(local) or "=?" in local:
+        raise _invalid_email()
+    domain = _email_address_literal(domain) if domain.startswith("[") else _email_domain_name(domain)
+    canonical = f"{local}@{domain}"
+    if len(canonical) > EMAIL_MAX_LENGTH:
+        raise _invalid_email()
+    if "." in domain and not domain.startswith("["):
+        # Django's own rules on top (an alphabetic top-level domain, label lengths).
+        _email_validator(canonical)
+    # Whatever the rules above let through, Django must address the mail to exactly this
+    # string: a newer Python or Django that reads something differently is refused here
+    # rather than sending someone else's mail.
+    if mail_recipient(canonical) != (canonical, canonical):
+        raise _invalid_email()
+    return canonical
+
+
+def _invalid_email() -> ValidationError:
+    return ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value)
+
+
+def _require_local_domains_allowed() -> None:
+    if not settings.EMAIL_ALLOW_LOCAL_DOMAINS:
+        raise ValidationError(
+            "Enter an address on an internet domain, not a local host name or an IP address.",
+            code=UserErrorCode.INVALID.value,
+        )
+
+
+def _email_domain_name(domain: str) -> str:
+    """Return a domain name in its stored form (ASCII, lowercase); raise ValidationError (INVALID)."""
     if not domain.isascii():
         try:
             # UTS #46 non-transitional, as browsers and registries do: IDNA 2003 (Python's
             # codec) would map `straße.de` onto `strasse.de`, someone else's domain.
             domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
         except (idna.IDNAError, UnicodeError):
-            raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value) from None
-    canonical = f"{local}@{domain}".lower()
-    if not canonical.isascii() or len(canonical) > EMAIL_MAX_LENGTH:
-        raise ValidationError("Enter a valid email address.", code=UserErrorCode.INVALID.value)
-    _email_validator(canonical)
-    return canonical
+            raise _invalid_email() from None
+    domain = domain.lower()
+    labels = domain.split(".")
+    if not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+        raise _invalid_email()
+    for label in labels:
+        # An A-label must be the one encoding of a valid name, so one domain has one stored form.
+        if label.startswith("xn--"):
+            try:
+                valid = idna.encode(idna.decode(label)).decode("ascii") == label
+            except (idna.IDNAError, UnicodeError):
+                valid = False
+            if not valid:
+                raise _invalid_email()
+    if len(labels) == 1:
+        if domain == DELETED_EMAIL_DOMAIN or _is_ipv4(domain):
+            raise _invalid_email()
+        _require_local_domains_allowed()
+    return domain
+
+
+def _email_address_literal(domain: str) -> str:
+    """Return an RFC 5321 address literal in its stored form, `[1.2.3.4]` or `[ipv6:...]`."""
+    inner = domain[1:-1] if domain.endswith("]") else ""
+    try:
+        if inner[:5].lower() == "ipv6:" and "%" not in inner:
+            literal = f"[ipv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+        else:
+            literal = f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        raise _invalid_email() from None
+    _require_local_domains_allowed()
+    return literal
+
+
+def _is_ipv4(name: str) -> bool:
+    """Return whether a resolver would read `name` as an IPv4 address (`2130706433`, `0x7f000001`)."""
+    try:
+        socket.inet_aton(name)
+    except OSError:
+        return False
+    return True
 
 
 def canonical_username(value: str) -> str:

@@ -21,5 +21,9 @@ max_requests = 10_000
 max_requests_jitter = 1_000
 accesslog = "-"
 errorlog = "-"
-# Method, path (without the query string: a GET may carry variables), status, size, timing.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+# Escapes control characters in every access-log atom and error-log line (config/logs.py):
+# a path or header the client sent can never start a line of its own.
+logger_class = "config.logs.GunicornLogger"
+# Address, method, path (without the query string: a GET may carry variables), status, size,
+# timing and user agent. Never the Referer: a page's URL can hold an emailed token.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%(a)s"'

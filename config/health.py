@@ -12,7 +12,13 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from config.db import database_deadline, first_line
+
 logger = logging.getLogger(__name__)
+
+# Seconds for the whole check (the health check of a kept connection, a reconnect and the
+# query), so that a probe with a 3 s timeout gets its 503 when the database is frozen.
+READINESS_DEADLINE = 2.0
 
 
 @never_cache
@@ -25,12 +31,13 @@ def healthz(request):
 @never_cache
 @require_safe
 def readyz(request):
-    """Answer 200 when the database answers, 503 otherwise (without the reason)."""
+    """Answer 200 when the database answers within READINESS_DEADLINE, 503 otherwise (without the reason)."""
     try:
-        with connection.cursor() as cursor:
+        with database_deadline(READINESS_DEADLINE), connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except DatabaseError:
-        logger.exception("Readiness check failed: the database is unreachable")
+    except DatabaseError as exc:
+        # One line per probe: an outage repeats it every few seconds, and a traceback adds nothing.
+        logger.error("Readiness check failed: the database is unavailable: %s", first_line(exc))
         return JsonResponse({"status": "unavailable"}, status=503)
     return JsonResponse({"status": "ok"})
 

@@ -19,6 +19,7 @@ from graphql import GraphQLError
 
 from accounts.error_codes import UserErrorCode
 from accounts.exceptions import AuthError
+from config.db import database_unavailable, first_line
 
 logger = logging.getLogger("schema.errors")
 
@@ -35,6 +36,10 @@ class RequestErrorCode(Enum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # A POST body without Content-Length (chunked): WSGI would hand Django an empty body.
+    LENGTH_REQUIRED = "LENGTH_REQUIRED"
+    # Plain HTTP to an API path in a deployment that requires HTTPS (config/https.py).
+    HTTPS_REQUIRED = "HTTPS_REQUIRED"
     NOT_FOUND = "NOT_FOUND"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
@@ -108,7 +113,16 @@ def format_error(error: GraphQLError, default_code: RequestErrorCode) -> dict:
     if isinstance(original, AuthError):
         return _shape(original.message, error, original.extensions)
     if original is not None and not isinstance(original, GraphQLError):
-        # A bug, a database failure, anything unforeseen: the details go to the log only.
+        if database_unavailable(original):
+            # An outage, not a bug: one line per request, with neither traceback nor SQL.
+            logger.error("The database is unavailable while resolving %s: %s", error.path, first_line(original))
+            return _shape(
+                "The service is temporarily unavailable. Try again.",
+                error,
+                {"code": RequestErrorCode.INTERNAL_SERVER_ERROR.value},
+                locations=False,
+            )
+        # A bug, anything unforeseen: the details go to the log only.
         logger.error("Unexpected error while resolving %s", error.path, exc_info=original)
         return _shape(
             "Internal server error.", error, {"code": RequestErrorCode.INTERNAL_SERVER_ERROR.value}, locations=False

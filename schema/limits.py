@@ -1,8 +1,22 @@
 """Limits on a parsed document, checked before validation and execution.
 
-Depth, aliases, directives, operations, root fields and sensitive root fields are
-counted on the AST with fragments expanded (each fragment once per path, cycles cut),
-so a cheap request cannot ask for expensive work.
+Depth, aliases, directives, operations, root fields, sensitive root fields and
+selections are counted on the AST with fragments expanded (each fragment once per
+spread, cycles cut), so a cheap request cannot ask for expensive work, and neither
+can validation: graphql-core's OverlappingFieldsCanBeMerged compares every pair of
+fields that share a response name in a merged selection set, so its cost grows with
+the square of a set's size. Bounding the selections per merged set (`max_selections_per_set`)
+and in all (`max_selections`) bounds that work before the standard rules run.
+
+Standard introspection queries (graphql-js's `getIntrospectionQuery`, graphql-core's
+`get_introspection_query`, with any of their options) nest up to 14 levels, deeper
+than any real query of the schema. A field that lies on the path shape those queries
+use (`_INTROSPECTION_SHAPE`) is exempt from the depth limit; any other field counts as
+usual, at its real depth, and every other limit counts introspection like any field. So
+GraphiQL, codegen and Apollo Sandbox can load the schema, while introspection built into
+deep or fanning-out documents (`type { fields { type { fields … } } }`) is still refused.
+Whether introspection is allowed at all is the validator's decision
+(NoSchemaIntrospectionCustomRule), which then refuses with its own, accurate message.
 """
 
 from dataclasses import dataclass
@@ -14,11 +28,9 @@ from graphql import (
     FragmentSpreadNode,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
 )
-
-# Selections visited with fragments expanded; far above any real client's document.
-_MAX_VISITS = 5_000
 
 
 @dataclass(frozen=True)
@@ -29,10 +41,55 @@ class DocumentLimits:
     max_operations: int
     max_root_fields: int
     sensitive_root_fields: frozenset[str]
+    max_selections: int
+    max_selections_per_set: int
+    max_field_pairs: int
 
 
 class LimitExceeded(Exception):
     """A document asks for more than the limits allow; the message names which limit."""
+
+
+# The standard introspection query's fields that have a selection set, as a grammar:
+# state -> {field name: state of its selection set}. `ofType` chains are bounded apart.
+_TYPE_REF = "TypeRef"
+_INTROSPECTION_SHAPE: dict[str, dict[str, str]] = {
+    "Query": {"__schema": "__Schema", "__type": "FullType"},
+    "__Schema": {
+        "types": "FullType",
+        "queryType": _TYPE_REF,
+        "mutationType": _TYPE_REF,
+        "subscriptionType": _TYPE_REF,
+        "directives": "__Directive",
+    },
+    "__Directive": {"args": "__InputValue"},
+    "FullType": {
+        "fields": "__Field",
+        "inputFields": "__InputValue",
+        "interfaces": _TYPE_REF,
+        "possibleTypes": _TYPE_REF,
+        "enumValues": "__EnumValue",
+    },
+    "__Field": {"args": "__InputValue", "type": _TYPE_REF},
+    "__InputValue": {"type": _TYPE_REF},
+    "__EnumValue": {},
+}
+# `ofType` levels in the standard queries: the default `typeDepth` of graphql-js and graphql-core.
+_TYPE_REF_DEPTH = 9
+
+
+def _shape_of(parent: tuple[str, int] | None, field: str) -> tuple[str, int] | None:
+    """Return the shape state of `field` selected under `parent`, or None when off the shape."""
+    if parent is None:
+        return None
+    state, of_types = parent
+    if state == _TYPE_REF:
+        return (_TYPE_REF, of_types + 1) if field == "ofType" and of_types < _TYPE_REF_DEPTH else None
+    child = _INTROSPECTION_SHAPE[state].get(field)
+    return None if child is None else (child, 0)
+
+
+_ROOT_SHAPE = ("Query", 0)
 
 
 def check_document_limits(document: DocumentNode, limits: DocumentLimits) -> None:
@@ -44,15 +101,15 @@ def check_document_limits(document: DocumentNode, limits: DocumentLimits) -> Non
     counter = _Counter(fragments, limits)
     for operation in operations:
         counter.count_directives(operation)
-        root_fields = counter.root_fields(operation.selection_set, set())
+        root = counter.new_set()
+        shape = _ROOT_SHAPE if operation.operation is OperationType.QUERY else None
+        counter.walk(operation.selection_set, depth=0, visiting=frozenset(), merged=root, shape=shape)
+        root_fields = counter.root_fields.pop(root)
         if len(root_fields) > limits.max_root_fields:
             raise LimitExceeded(f"An operation may select at most {limits.max_root_fields} root fields.")
         for name in limits.sensitive_root_fields:
             if root_fields.count(name) > 1:
                 raise LimitExceeded(f"`{name}` may be selected only once per operation.")
-        counter.walk(operation.selection_set, depth=0, visiting=frozenset())
-    if counter.aliases > limits.max_aliases:
-        raise LimitExceeded(f"A document may use at most {limits.max_aliases} aliases.")
 
 
 class _Counter:
@@ -61,56 +118,93 @@ class _Counter:
         self.limits = limits
         self.aliases = 0
         self.directives = 0
-        self.visits = 0
+        self.selections = 0
+        # Merged selection sets: the children of every field with one response path are one
+        # set, as the executor merges them and as the overlap rule compares them.
+        self.set_ids: dict[tuple[int, str], int] = {}
+        self.set_sizes: list[int] = []
+        # Fields per (merged set, response name): the overlap rule compares each pair of them.
+        self.copies: dict[tuple[int, str], int] = {}
+        self.field_pairs = 0
+        self.root_fields: dict[int, list[str]] = {}
 
-    def visit(self) -> None:
+    def new_set(self) -> int:
+        self.set_sizes.append(0)
+        self.root_fields[len(self.set_sizes) - 1] = []
+        return len(self.set_sizes) - 1
+
+    def child_set(self, merged: int, response_name: str) -> int:
+        key = (merged, response_name)
+        set_id = self.set_ids.get(key)
+        if set_id is None:
+            set_id = self.set_ids[key] = len(self.set_sizes)
+            self.set_sizes.append(0)
+        return set_id
+
+    def count_selection(self) -> None:
         # Fragments spread inside fragments expand exponentially; stop counting early.
-        self.visits += 1
-        if self.visits > _MAX_VISITS:
-            raise LimitExceeded("The document selects too many fields.")
+        self.selections += 1
+        if self.selections > self.limits.max_selections:
+            raise LimitExceeded(
+                f"A document may make at most {self.limits.max_selections} selections, with fragments expanded."
+            )
+
+    def count_field(self, merged: int, response_name: str) -> None:
+        self.set_sizes[merged] += 1
+        if self.set_sizes[merged] > self.limits.max_selections_per_set:
+            raise LimitExceeded(
+                f"A selection set may hold at most {self.limits.max_selections_per_set} fields,"
+                " with fragments expanded and fields of the same name merged."
+            )
+        key = (merged, response_name)
+        earlier = self.copies.get(key, 0)
+        self.copies[key] = earlier + 1
+        self.field_pairs += earlier
+        if self.field_pairs > self.limits.max_field_pairs:
+            raise LimitExceeded(
+                f"A document may repeat fields at most {self.limits.max_field_pairs} times, counted as pairs"
+                " of fields with the same name in one selection set, with fragments expanded."
+            )
 
     def count_directives(self, node) -> None:
         self.directives += len(getattr(node, "directives", None) or ())
         if self.directives > self.limits.max_directives:
             raise LimitExceeded(f"A document may use at most {self.limits.max_directives} directives.")
 
-    def root_fields(self, selection_set: SelectionSetNode, visiting: set[str]) -> list[str]:
-        """Return the names of the fields selected at the root, through fragments."""
-        names = []
-        for selection in selection_set.selections:
-            self.visit()
-            if isinstance(selection, FieldNode):
-                names.append(selection.name.value)
-            elif isinstance(selection, InlineFragmentNode):
-                names.extend(self.root_fields(selection.selection_set, visiting))
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is not None and name not in visiting:
-                    names.extend(self.root_fields(fragment.selection_set, visiting | {name}))
-        return names
-
-    def walk(self, selection_set: SelectionSetNode | None, depth: int, visiting: frozenset[str]) -> None:
+    def walk(
+        self,
+        selection_set: SelectionSetNode | None,
+        depth: int,
+        visiting: frozenset[str],
+        merged: int,
+        shape: tuple[str, int] | None,
+    ) -> None:
         if selection_set is None:
             return
         for selection in selection_set.selections:
-            self.visit()
+            self.count_selection()
             self.count_directives(selection)
             if isinstance(selection, FieldNode):
+                response_name = (selection.alias or selection.name).value
+                self.count_field(merged, response_name)
+                if depth == 0:
+                    self.root_fields[merged].append(selection.name.value)
                 if selection.alias is not None:
                     self.aliases += 1
                     if self.aliases > self.limits.max_aliases:
                         raise LimitExceeded(f"A document may use at most {self.limits.max_aliases} aliases.")
                 if selection.selection_set is not None:
-                    if depth + 1 > self.limits.max_depth:
+                    field_shape = _shape_of(shape, selection.name.value)
+                    if depth + 1 > self.limits.max_depth and field_shape is None:
                         raise LimitExceeded(f"Queries may nest at most {self.limits.max_depth} levels deep.")
-                    self.walk(selection.selection_set, depth + 1, visiting)
+                    child = self.child_set(merged, response_name)
+                    self.walk(selection.selection_set, depth + 1, visiting, child, field_shape)
             elif isinstance(selection, InlineFragmentNode):
-                self.walk(selection.selection_set, depth, visiting)
+                self.walk(selection.selection_set, depth, visiting, merged, shape)
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 fragment = self.fragments.get(name)
                 # Unknown fragments and cycles are the validator's to report.
                 if fragment is not None and name not in visiting:
                     self.count_directives(fragment)
-                    self.walk(fragment.selection_set, depth, visiting | {name})
+                    self.walk(fragment.selection_set, depth, visiting | {name}, merged, shape)

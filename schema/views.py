@@ -123,6 +123,9 @@ def current_policy() -> Policy:
             max_operations=config["MAX_OPERATIONS"],
             max_root_fields=config["MAX_ROOT_FIELDS"],
             sensitive_root_fields=frozenset(config["SENSITIVE_ROOT_FIELDS"]),
+            max_selections=config["MAX_SELECTIONS"],
+            max_selections_per_set=config["MAX_SELECTIONS_PER_SET"],
+            max_field_pairs=config["MAX_FIELD_PAIRS"],
         ),
     )
 
@@ -273,6 +276,14 @@ class GraphQLView(GrapheneGraphQLView):
         content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if content_type != JSON:
             raise HttpProblem(415, RequestErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the request as application/json.")
+        if not request.META.get("CONTENT_LENGTH"):
+            # Django reads a body without Content-Length (Transfer-Encoding: chunked, which
+            # gunicorn passes through) as empty; say so instead of calling valid JSON invalid.
+            raise HttpProblem(
+                411,
+                RequestErrorCode.LENGTH_REQUIRED,
+                "Send the body with a Content-Length header: chunked request bodies are not supported.",
+            )
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)

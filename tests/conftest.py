@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import User
+from accounts.ratelimit import rate_limits_reset
 from accounts.services import session_open
 from schema.views import persisted_queries
 
@@ -18,12 +19,15 @@ PASSWORD = "correct-Horse-battery-staple"
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    # Rate-limit counters and persisted queries must not leak between tests.
+    # Rate-limit counters (and their circuit breakers) and persisted queries must not leak
+    # between tests.
     cache.clear()
     persisted_queries.clear()
+    rate_limits_reset()
     yield
     cache.clear()
     persisted_queries.clear()
+    rate_limits_reset()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from accounts.services.passwords import password_confirmed
 from accounts.services.registration import registration_count
 from accounts.services.sessions import session_revoke_all
 from accounts.services.signin import password_check_count
-from accounts.validators import canonical_email, canonical_username
+from accounts.validators import DELETED_EMAIL_DOMAIN, canonical_email, canonical_username
 
 
 def account_update(
@@ -116,7 +116,7 @@ def account_delete(*, request, user: User, password: str, session_id=None) -> No
             # Placeholders no registration can take first: a colon is never in a username,
             # and a single-label domain is never a valid email address.
             user.username = f"deleted:{user.pk}"
-            user.email = f"deleted-{user.pk}@deleted"
+            user.email = f"deleted-{user.pk}@{DELETED_EMAIL_DOMAIN}"
             user.set_unusable_password()
             user.is_active = False
             user.is_email_verified = False

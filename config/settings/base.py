@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_choice, env_int, env_list, env_rate, env_str
+from config.env import env_bool, env_choice, env_int, env_list, env_rate, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -30,6 +30,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Probes first: they must answer whatever Host the orchestrator sends.
     "config.health.HealthProbeMiddleware",
+    # Before SecurityMiddleware: plain HTTP to the API is refused, never redirected to https.
+    "config.https.HttpsOnlyApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,8 +74,18 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A query that runs too long fails inside the request (a masked INTERNAL_SERVER_ERROR)
     # instead of holding a worker until gunicorn kills it without an answer.
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
-        f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 5000, minimum=1)}"
+    _statement_timeout = env_int("DATABASE_STATEMENT_TIMEOUT", 5000, minimum=1)
+    # A server that never answers (frozen, partitioned) is cut off by the client too: the
+    # config.db backend bounds the connection set-up and each query's wait. The server
+    # cancels a slow query first; the client limit only ends waits it never answers.
+    _client_timeout = env_int("DATABASE_CLIENT_TIMEOUT", _statement_timeout + 2000, minimum=_statement_timeout + 1)
+    DATABASES["default"]["ENGINE"] = "config.db"
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "options": f"-c statement_timeout={_statement_timeout}",
+            "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
+            "client_timeout": _client_timeout,
+        }
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Write transactions take SQLite's write lock when they begin and wait up to 20 s for
@@ -84,12 +96,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # REDIS_URL makes rate limits and shared state common to every process.
 REDIS_URL = env_str("REDIS_URL")
+# Every key Gatehouse writes to Redis (cache and rate limits) starts with this, so that two
+# deployments sharing one Redis never share counters.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "gatehouse")
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "gatehouse",
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
             "OPTIONS": {
                 "SOCKET_CONNECT_TIMEOUT": 1,
                 "SOCKET_TIMEOUT": 1,
@@ -125,7 +140,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes (and, in production, the app serves from); the Dockerfile fills it.
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 
 # The request body is read only up to this size; larger bodies get 413 before any parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
@@ -143,16 +159,16 @@ CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "apollo-require
 
 # JSON Web Tokens. The signing key is its own secret (never SECRET_KEY); subclasses set it.
 JWT_SIGNING_KEY = ""
-JWT_ACCESS_TOKEN_LIFETIME = env_int("JWT_ACCESS_TOKEN_LIFETIME", 300, minimum=1)
+JWT_ACCESS_TOKEN_LIFETIME = env_seconds("JWT_ACCESS_TOKEN_LIFETIME", 300, minimum=1)
 # A session's absolute lifetime: refreshing never extends it past this.
-JWT_REFRESH_TOKEN_LIFETIME = env_int("JWT_REFRESH_TOKEN_LIFETIME", 7 * 24 * 3600, minimum=1)
+JWT_REFRESH_TOKEN_LIFETIME = env_seconds("JWT_REFRESH_TOKEN_LIFETIME", 7 * 24 * 3600, minimum=1)
 # A session not refreshed for this long is over (idle expiry).
-JWT_REFRESH_TOKEN_IDLE_LIFETIME = env_int("JWT_REFRESH_TOKEN_IDLE_LIFETIME", 24 * 3600, minimum=1)
+JWT_REFRESH_TOKEN_IDLE_LIFETIME = env_seconds("JWT_REFRESH_TOKEN_IDLE_LIFETIME", 24 * 3600, minimum=1)
 # A used refresh token presented again within this many seconds is refused without harm
 # (a retry, two tabs racing); later, it is a replay and the whole session is revoked.
-REFRESH_TOKEN_REUSE_GRACE = env_int("REFRESH_TOKEN_REUSE_GRACE", 10, minimum=0)
+REFRESH_TOKEN_REUSE_GRACE = env_seconds("REFRESH_TOKEN_REUSE_GRACE", 10, minimum=0)
 # Revoked sessions stay visible (admin, reuse forensics) this long before housekeeping deletes them.
-REVOKED_SESSION_RETENTION = env_int("REVOKED_SESSION_RETENTION", 30 * 24 * 3600, minimum=0)
+REVOKED_SESSION_RETENTION = env_seconds("REVOKED_SESSION_RETENTION", 30 * 24 * 3600, minimum=0)
 
 
 def graphql_jwt_settings(signing_key: str) -> dict:
@@ -192,19 +208,29 @@ FRONTEND_URL = env_str("FRONTEND_URL", "http://localhost:3000")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 # Whether accounts whose email is not yet confirmed may sign in (the seed lets them).
 ACCOUNT_ALLOW_UNVERIFIED_LOGIN = env_bool("ACCOUNT_ALLOW_UNVERIFIED_LOGIN", True)
+# Whether an email address may be on a single-label domain (`a@localhost`) or an IP literal
+# (`a@[127.0.0.1]`): on an internet-facing service they only send mail into the server's own
+# network, so they are refused unless a closed deployment needs them.
+EMAIL_ALLOW_LOCAL_DOMAINS = env_bool("EMAIL_ALLOW_LOCAL_DOMAINS", False)
 # What deleteAccount does: "delete" the row, or "deactivate" it (identifiers scrubbed, row kept).
 ACCOUNT_DELETION = env_choice("ACCOUNT_DELETION", "delete", ("delete", "deactivate"))
 # How long the links in account emails work, seconds.
-EMAIL_VERIFICATION_TOKEN_LIFETIME = env_int("EMAIL_VERIFICATION_TOKEN_LIFETIME", 3 * 24 * 3600, minimum=60)
-PASSWORD_RESET_TOKEN_LIFETIME = env_int("PASSWORD_RESET_TOKEN_LIFETIME", 3600, minimum=60)
+EMAIL_VERIFICATION_TOKEN_LIFETIME = env_seconds("EMAIL_VERIFICATION_TOKEN_LIFETIME", 3 * 24 * 3600, minimum=60)
+PASSWORD_RESET_TOKEN_LIFETIME = env_seconds("PASSWORD_RESET_TOKEN_LIFETIME", 3600, minimum=60)
 # Audit-trail entries older than this are deleted by `manage.py housekeeping`, seconds.
-AUTH_EVENT_RETENTION = env_int("AUTH_EVENT_RETENTION", 90 * 24 * 3600, minimum=0)
+AUTH_EVENT_RETENTION = env_seconds("AUTH_EVENT_RETENTION", 90 * 24 * 3600, minimum=0)
+# How long a device token (a browser or app that signed in successfully) keeps its own
+# sign-in budget, seconds (OWASP's device cookie).
+DEVICE_TOKEN_LIFETIME = env_seconds("DEVICE_TOKEN_LIFETIME", 365 * 24 * 3600, minimum=60)
 
 # Gatehouse's own settings, in one namespaced dict.
 GATEHOUSE = {
     # Previous signing keys still accepted for verification (key rotation without a mass logout).
     "JWT_PREVIOUS_SIGNING_KEYS": env_list("JWT_PREVIOUS_SIGNING_KEYS"),
     "GRAPHQL_PATHS": ("/graphql", "/graphql/"),
+    # API paths, each with everything below it: over plain HTTP they answer 403
+    # HTTPS_REQUIRED instead of a redirect (config/https.py). New API endpoints join here.
+    "API_PATH_PREFIXES": ("/graphql",),
     "GRAPHIQL": env_bool("GRAPHIQL", False),
     "INTROSPECTION": env_bool("GRAPHQL_INTROSPECTION", False),
     "TRUSTED_PROXY_COUNT": env_int("TRUSTED_PROXY_COUNT", 0),
@@ -216,6 +242,13 @@ GATEHOUSE = {
     "MAX_DIRECTIVES": 10,
     "MAX_OPERATIONS": 5,
     "MAX_ROOT_FIELDS": 10,
+    # Selections with fragments expanded: in all (twice the standard introspection query), and
+    # per selection set, fields of the same response path merged as the executor merges them.
+    "MAX_SELECTIONS": 500,
+    "MAX_SELECTIONS_PER_SET": 50,
+    # Pairs of same-named fields in one merged selection set: graphql-core's overlap validation
+    # compares each pair, so this bounds its quadratic work. Real documents stay far below.
+    "MAX_FIELD_PAIRS": 1_000,
     # Root fields that may appear at most once per request: brute force cannot hide in aliases.
     "SENSITIVE_ROOT_FIELDS": (
         "tokenAuth",
@@ -230,8 +263,11 @@ GATEHOUSE = {
         "deleteAccount",
     ),
     "MAX_AUTHORIZATION_HEADER": 4_096,
-    # Attempts per window, shared by every process through the cache; None disables one.
-    "LOGIN_RATE_PER_ACCOUNT": env_rate("LOGIN_RATE_PER_ACCOUNT", "10/300"),
+    # Attempts in any interval of the window (a sliding window), shared by every process
+    # (Redis, or the database without it); None disables one.
+    # Per account, across all its identifiers and every password check: 10 per 6 minutes
+    # is at most 100 guesses an hour.
+    "LOGIN_RATE_PER_ACCOUNT": env_rate("LOGIN_RATE_PER_ACCOUNT", "10/360"),
     "LOGIN_RATE_PER_ADDRESS": env_rate("LOGIN_RATE_PER_ADDRESS", "30/60"),
     "REGISTER_RATE_PER_ADDRESS": env_rate("REGISTER_RATE_PER_ADDRESS", "20/3600"),
     # Account emails (password reset, verification resend, email change): per recipient
@@ -240,8 +276,12 @@ GATEHOUSE = {
     "ACCOUNT_EMAIL_RATE_PER_ADDRESS": env_rate("ACCOUNT_EMAIL_RATE_PER_ADDRESS", "20/3600"),
     # Emailed tokens presented (verifyAccount, passwordReset), per client address.
     "ACCOUNT_TOKEN_RATE_PER_ADDRESS": env_rate("ACCOUNT_TOKEN_RATE_PER_ADDRESS", "30/3600"),
-    # Password checks of a signed-in user (passwordChange, deleteAccount), per account.
-    "PASSWORD_CHECK_RATE_PER_ACCOUNT": env_rate("PASSWORD_CHECK_RATE_PER_ACCOUNT", "10/300"),
+    # Where rate limits are counted: "redis" (REDIS_URL), "database" (every process on the
+    # database) or "memory" (this process only: tests).
+    "RATE_LIMIT_STORE": "redis" if REDIS_URL else "database",
+    # After a Redis failure, rate limits are counted in each process's memory for this many
+    # seconds before Redis is tried again (one trial call).
+    "RATE_LIMIT_REDIS_COOLDOWN": env_int("RATE_LIMIT_REDIS_COOLDOWN", 5, minimum=1),
     # Send account emails from a background thread, so no response waits for (or reveals) a mail.
     "EMAIL_ASYNC": env_bool("EMAIL_ASYNC", True),
     # Cookie mode for browser apps: the refresh token travels in an HttpOnly cookie instead
@@ -255,14 +295,22 @@ GATEHOUSE = {
 # Only cookie mode needs browsers to send credentials cross-origin (to allow-listed origins).
 CORS_ALLOW_CREDENTIALS = GATEHOUSE["REFRESH_TOKEN_COOKIE"]
 
+# One line per record, control characters escaped (client input cannot forge a line); a
+# client's error (4xx, DisallowedHost, TooManyFieldsSent...) is one WARNING without a
+# traceback; server errors keep ERROR and their traceback. See config/logs.py.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "config.logs.EscapingFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
+    "filters": {"client_errors": {"()": "config.logs.ClientErrorFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["client_errors"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
-        # Request errors are logged by Gatehouse's own handler, without bodies or headers.
-        "django.request": {"level": "ERROR"},
+        # Error responses: the status and path only, never bodies or headers.
+        "django.request": {"level": "WARNING"},
     },
 }

@@ -47,7 +47,10 @@ GATEHOUSE = {
     "ACCOUNT_EMAIL_RATE_PER_RECIPIENT": None,
     "ACCOUNT_EMAIL_RATE_PER_ADDRESS": None,
     "ACCOUNT_TOKEN_RATE_PER_ADDRESS": None,
-    "PASSWORD_CHECK_RATE_PER_ACCOUNT": None,
+    # In the test database: each test's transaction rolls its counts back. Tests of the
+    # other stores override it.
+    "RATE_LIMIT_STORE": "database",
+    "RATE_LIMIT_REDIS_COOLDOWN": 5,
     # Synchronous, so that a test sees the mail in the locmem outbox at once.
     "EMAIL_ASYNC": False,
 }
@@ -58,3 +61,6 @@ ACCOUNT_DELETION = "delete"
 EMAIL_VERIFICATION_TOKEN_LIFETIME = 3 * 24 * 3600
 PASSWORD_RESET_TOKEN_LIFETIME = 3600
 AUTH_EVENT_RETENTION = 90 * 24 * 3600
+DEVICE_TOKEN_LIFETIME = 365 * 24 * 3600
+REDIS_KEY_PREFIX = "gatehouse-test"
+EMAIL_ALLOW_LOCAL_DOMAINS = False

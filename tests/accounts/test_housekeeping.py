@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from accounts.models import RefreshToken, Session, SessionEndReason
+from accounts.models import RateLimitWindow, RefreshToken, Session, SessionEndReason
+from accounts.ratelimit import rate_limit_hit
 from accounts.services import StaleSessions, refresh_token_rotate, session_open, sessions_delete_stale
 from accounts.tokens import access_token_verify
 
@@ -87,6 +88,7 @@ def test_output_states_the_counts(sessions):
     assert output.strip().splitlines() == [
         "Deleted 2 expired and 1 long-revoked session(s) with 6 refresh token(s).",
         "Deleted 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+        "Deleted 0 expired rate-limit window(s).",
     ]
 
 
@@ -99,6 +101,7 @@ def test_dry_run_deletes_nothing_and_prints_the_counts(sessions):
     assert output.strip().splitlines() == [
         "Would delete 2 expired and 1 long-revoked session(s) with 6 refresh token(s).",
         "Would delete 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+        "Would delete 0 expired rate-limit window(s).",
     ]
     assert remaining() == set(sessions.values())
     assert RefreshToken.objects.count() == tokens_before
@@ -111,6 +114,7 @@ def test_dry_run_then_real_run_agree(sessions):
     assert housekeeping().strip().splitlines() == [
         "Deleted 0 expired and 0 long-revoked session(s) with 0 refresh token(s).",
         "Deleted 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+        "Deleted 0 expired rate-limit window(s).",
     ]
 
 
@@ -119,6 +123,7 @@ def test_nothing_stale_deletes_nothing(user):
     assert housekeeping().strip().splitlines() == [
         "Deleted 0 expired and 0 long-revoked session(s) with 0 refresh token(s).",
         "Deleted 0 used or expired emailed token(s) and 0 old audit-trail event(s).",
+        "Deleted 0 expired rate-limit window(s).",
     ]
     assert remaining() == {live.pk}
     assert RefreshToken.objects.count() == 3
@@ -193,3 +198,19 @@ def test_dry_run_leaves_expired_admin_sessions(db):
     AdminSession.objects.create(session_key="x" * 32, session_data="", expire_date=ago(days=1))
     housekeeping("--dry-run")
     assert AdminSession.objects.count() == 1
+
+
+def test_deletes_expired_rate_limit_windows_only(db, settings):
+    # given: two sign-in budgets in the database store, one of them long over
+    settings.GATEHOUSE = {**settings.GATEHOUSE, "RATE_LIMIT_STORE": "database"}
+    rate_limit_hit(scope="login:account", key="1", rate=(10, 360))
+    rate_limit_hit(scope="login:account", key="2", rate=(10, 360))
+    stale, live = RateLimitWindow.objects.order_by("expires_at")
+    RateLimitWindow.objects.filter(pk=stale.pk).update(expires_at=ago(seconds=1))
+    # when
+    dry = housekeeping("--dry-run").strip().splitlines()[-1]
+    output = housekeeping().strip().splitlines()[-1]
+    # then
+    assert dry == "Would delete 1 expired rate-limit window(s)."
+    assert output == "Deleted 1 expired rate-limit window(s)."
+    assert list(RateLimitWindow.objects.values_list("pk", flat=True)) == [live.pk]

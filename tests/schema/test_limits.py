@@ -19,6 +19,9 @@ MAX_OPERATIONS = LIMITS["MAX_OPERATIONS"]
 MAX_ROOT_FIELDS = LIMITS["MAX_ROOT_FIELDS"]
 MAX_QUERY_LENGTH = LIMITS["MAX_QUERY_LENGTH"]
 MAX_TOKENS = LIMITS["MAX_TOKENS"]
+MAX_SELECTIONS = LIMITS["MAX_SELECTIONS"]
+MAX_SELECTIONS_PER_SET = LIMITS["MAX_SELECTIONS_PER_SET"]
+MAX_FIELD_PAIRS = LIMITS["MAX_FIELD_PAIRS"]
 
 
 def too_complex(body: dict) -> None:
@@ -40,17 +43,24 @@ def token_auth_field(alias: str = "", password: str = PASSWORD) -> str:
     return f'{prefix}tokenAuth(email: "alice@example.com", password: "{password}") {{ token }}'
 
 
+USER_FIELDS = ("id", "username", "email", "dateJoined", "lastLogin", "isEmailVerified")
+
+
 def with_introspection():
     """Depth is tested on introspection queries: the schema's own types do not nest deeply."""
     return override_settings(GATEHOUSE={**LIMITS, "INTROSPECTION": True})
 
 
 def introspection_of_depth(depth: int) -> str:
-    """Return a valid introspection query whose deepest field with a selection is at `depth`."""
-    # Depths: __schema 1, types 2, fields 3, type 4, then one per ofType.
-    assert depth >= 4
-    inner = "name"
-    for _ in range(depth - 4):
+    """Return a valid introspection query whose deepest field with a selection is at `depth`.
+
+    That field, `fields` under `ofType`, is off the standard introspection query's shape,
+    so the depth limit applies to it (tests/schema/test_introspection.py has the shape).
+    """
+    # Depths: __schema 1, types 2, fields 3, type 4, then one per ofType, then `fields`.
+    assert depth >= 5
+    inner = "fields { name }"
+    for _ in range(depth - 5):
         inner = f"ofType {{ {inner} }}"
     return f"{{ __schema {{ types {{ fields {{ type {{ {inner} }} }} }} }} }}"
 
@@ -89,9 +99,9 @@ def test_depth_is_counted_through_nested_inline_fragments(gql, db):
 
 def test_depth_is_counted_through_fragments(gql, db):
     # given: each level lives in its own fragment
-    levels = MAX_DEPTH + 1 - 4
+    levels = MAX_DEPTH + 1 - 5
     fragments = [f"fragment T{n} on __Type {{ ofType {{ ...T{n + 1} }} }}" for n in range(levels)]
-    fragments.append(f"fragment T{levels} on __Type {{ name }}")
+    fragments.append(f"fragment T{levels} on __Type {{ fields {{ name }} }}")
     query = "{ __schema { types { fields { type { ...T0 } } } } }\n" + "\n".join(fragments)
     # when
     with with_introspection():
@@ -102,9 +112,9 @@ def test_depth_is_counted_through_fragments(gql, db):
 
 def test_fragments_at_the_maximum_depth_run(gql, db):
     # given
-    levels = MAX_DEPTH - 4
+    levels = MAX_DEPTH - 5
     fragments = [f"fragment T{n} on __Type {{ ofType {{ ...T{n + 1} }} }}" for n in range(levels)]
-    fragments.append(f"fragment T{levels} on __Type {{ name }}")
+    fragments.append(f"fragment T{levels} on __Type {{ fields {{ name }} }}")
     query = "{ __schema { types { fields { type { ...T0 } } } } }\n" + "\n".join(fragments)
     # when
     with with_introspection():
@@ -332,17 +342,27 @@ def test_a_query_one_character_too_long_is_too_complex(gql, db):
 
 
 def query_of_tokens(count: int) -> str:
-    # `{ me {` and `} }` are 5 tokens, `... on User { id }` 6, `id` 1; few duplicated fields.
-    fragments, ids = divmod(count - 5, 6)
-    return "{ me { " + "... on User { id } " * fragments + "id " * ids + "} }"
+    """Return a valid `me` query of exactly `count` tokens, within every other limit.
+
+    `{ me {` and `} }` are 5 tokens; a run of k nested `... on User {` around one field is
+    5k + 1 (the parser refuses deep nesting, so runs stay short); a lone field is 1.
+    """
+    parts, left, n = [], count - 5, 0
+    while left >= 6:
+        depth = min(20, (left - 1) // 5)
+        parts.append("... on User { " * depth + USER_FIELDS[n % len(USER_FIELDS)] + " }" * depth)
+        left -= 5 * depth + 1
+        n += 1
+    parts.extend(USER_FIELDS[(n + i) % len(USER_FIELDS)] for i in range(left))
+    return "{ me { " + " ".join(parts) + " } }"
 
 
 def test_a_query_of_the_maximum_number_of_tokens_runs(gql, user, token):
     # when
     body = gql(query_of_tokens(MAX_TOKENS), token=token)
     # then
-    assert body == {"data": {"me": {"id": body["data"]["me"]["id"]}}}
-    assert body["data"]["me"]["id"]
+    assert "errors" not in body
+    assert body["data"]["me"]["username"] == "alice"
 
 
 def test_one_token_too_many_is_a_parse_failure(gql, user, token):
@@ -437,22 +457,168 @@ def test_five_thousand_copies_of_a_field_are_refused_even_with_size_limits_raise
 
 
 def test_many_copies_of_a_field_within_the_size_limits_are_refused_without_running(gql, user, token):
-    # given: 800 copies fit the length and token limits but exhaust graphql-core's budget for
-    # comparing overlapping fields (quadratic in the number of copies)
+    # given: 800 copies fit the length and token limits; graphql-core's overlap validation would
+    # compare each pair of them (quadratic) for up to a second
     query = "{ me { " + "id " * 800 + "} }"
     assert len(query) <= MAX_QUERY_LENGTH
     # when
     response = gql.post(query, token=token)
-    # then: a request error, not a 500 and not a long validation. graphql-core reports the
-    # abort as a validation error ("Validation aborted."), though the document is valid.
+    # then: refused by the limits, not by graphql-core's abort ("Validation aborted.")
     assert response.status_code == 200
-    body = response.json()
-    assert "data" not in body
-    assert len(body["errors"]) == 1
-    assert error_codes(body)[0] in {
-        RequestErrorCode.QUERY_TOO_COMPLEX.value,
-        RequestErrorCode.GRAPHQL_VALIDATION_FAILED.value,
-    }
+    too_complex(response.json())
+
+
+def never_validate(*args, **kwargs):
+    raise AssertionError("the standard validation rules ran")
+
+
+def varying(query: str, n: int) -> str:
+    """Return `query` behind a comment of its own: the prepared-document cache never hits."""
+    return f"# {n}\n{query}"
+
+
+def within_token_limit(head: str, unit: str, tail: str, unit_tokens: int, fixed_tokens: int) -> str:
+    count = (MAX_TOKENS - 1 - fixed_tokens) // unit_tokens  # the comment of `varying` is a token
+    return head + unit * count + tail
+
+
+QUADRATIC = {
+    "duplicate-fields": within_token_limit("{ me { ", "id ", "} }", 1, 5),
+    "distinct-unknown-fields": "{ me { " + " ".join(f"f{n}" for n in range(MAX_TOKENS - 6)) + " } }",
+    "fragment-spread-many-times": within_token_limit(
+        "{ me { ", "...F ", "} } fragment F on User { id username }", 2, 12
+    ),
+    "inline-fragments": within_token_limit("{ me { ", "... on User { id } ", "} }", 6, 5),
+    "nested-duplicates": "{ " + ("me { sessions { " + "id " * 93 + "} } ") * 10 + "}",
+    "fragments-of-duplicates": "{ me { ...A ...B ...C } }"
+    + "".join(f" fragment {name} on User {{ " + "id " * 315 + "}" for name in "ABC"),
+    "duplicates-with-arguments": within_token_limit(
+        "{ __schema { types { ", "fields(includeDeprecated: true) { name } ", "} } }", 9, 9
+    ),
+}
+
+
+@pytest.mark.parametrize("query", list(QUADRATIC.values()), ids=list(QUADRATIC))
+def test_documents_that_make_validation_quadratic_are_refused_before_it_runs(gql, db, monkeypatch, query):
+    # given: the worst documents under the size limits (bench/validation_cost.py times them)
+    document = varying(query, 1)
+    assert len(document) <= MAX_QUERY_LENGTH
+    parse(document, max_tokens=MAX_TOKENS)
+    monkeypatch.setattr("schema.views.validate", never_validate)
+    # when
+    body = gql(document)
+    # then
+    too_complex(body)
+
+
+def test_a_varying_comment_does_not_make_a_refused_document_run(gql, user, token, monkeypatch):
+    # given: the cache is keyed by the text, so each of these is prepared anew
+    monkeypatch.setattr("schema.views.validate", never_validate)
+    query = QUADRATIC["duplicate-fields"]
+    # when
+    bodies = [gql(varying(query, n), token=token) for n in range(3)]
+    # then
+    for body in bodies:
+        too_complex(body)
+
+
+def copies(field: str, count: int) -> str:
+    return " ".join([field] * count)
+
+
+def largest_copies_within_the_pair_limit() -> int:
+    count = 1
+    while (count + 1) * count // 2 <= MAX_FIELD_PAIRS and count < MAX_SELECTIONS_PER_SET:
+        count += 1
+    return count
+
+
+def test_a_selection_set_at_the_maximum_size_runs(gql, user, token):
+    # given: the user's fields over and over, as many as one set may hold
+    fields = [USER_FIELDS[n % len(USER_FIELDS)] for n in range(MAX_SELECTIONS_PER_SET)]
+    # when
+    body = gql("{ me { " + " ".join(fields) + " } }", token=token)
+    # then
+    assert "errors" not in body
+    assert body["data"]["me"]["username"] == "alice"
+
+
+def test_one_field_too_many_in_a_selection_set_is_too_complex(gql, db):
+    # given: distinct unknown fields, which only the validator would refuse
+    query = "{ me { " + " ".join(f"f{n}" for n in range(MAX_SELECTIONS_PER_SET + 1)) + " } }"
+    # when
+    body = gql(query)
+    # then
+    too_complex(body)
+
+
+def test_fields_of_the_same_name_are_one_selection_set(gql, db):
+    # given: every `me` holds few fields, all of them together one set too many
+    per = MAX_SELECTIONS_PER_SET // 4 + 1
+    query = "{ " + " ".join("me { " + " ".join(f"f{n}" for n in range(per)) + " }" for _ in range(4)) + " }"
+    # when
+    body = gql(query)
+    # then
+    too_complex(body)
+
+
+def test_copies_of_a_field_up_to_the_pair_limit_run(gql, user, token):
+    # given
+    count = largest_copies_within_the_pair_limit()
+    # when
+    body = gql(f"{{ me {{ {copies('id', count)} }} }}", token=token)
+    # then
+    assert "errors" not in body
+    assert body["data"]["me"]["id"]
+
+
+def test_copies_of_a_field_over_the_pair_limit_are_too_complex(gql, user, token):
+    # given: spread over sets so that no set is over its size
+    count = largest_copies_within_the_pair_limit()
+    sets = MAX_FIELD_PAIRS // (count * (count - 1) // 2) + 1
+    query = "{ me { " + " ".join(f"s{n}: sessions {{ {copies('id', count)} }}" for n in range(sets)) + " } }"
+    # when
+    body = gql(query, token=token)
+    # then
+    too_complex(body)
+
+
+SESSION_FIELDS = ("id", "createdAt", "lastUsedAt", "expiresAt", "userAgent", "ipAddress", "current", "__typename")
+
+
+def test_the_total_number_of_selections_is_limited(gql, user, token):
+    # given: a fragment spread into as many aliased sets as allowed, each within every other limit
+    per_field = 4
+    fragment = "fragment S on Session { " + " ".join(SESSION_FIELDS * per_field) + " }"
+    sets = MAX_ALIASES
+    selections = 1 + sets * (2 + per_field * len(SESSION_FIELDS))
+    pairs = sets * len(SESSION_FIELDS) * per_field * (per_field - 1) // 2
+    assert selections > MAX_SELECTIONS
+    assert pairs <= MAX_FIELD_PAIRS
+    assert per_field * len(SESSION_FIELDS) <= MAX_SELECTIONS_PER_SET
+    query = "{ me { " + " ".join(f"s{n}: sessions {{ ...S }}" for n in range(sets)) + " } } " + fragment
+    # when
+    body = gql(query, token=token)
+    # then
+    too_complex(body)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "query"),
+    [
+        pytest.param("MAX_SELECTIONS_PER_SET", 2, "{ me { id username email } }", id="per-set"),
+        pytest.param("MAX_FIELD_PAIRS", 2, "{ me { id id id } }", id="pairs"),
+        pytest.param("MAX_SELECTIONS", 3, "{ me { id username email } }", id="total"),
+    ],
+)
+def test_the_selection_limits_are_settings(gql, user, token, setting, value, query):
+    # when: within the defaults, over the setting
+    default = gql(query, token=token)
+    with override_settings(GATEHOUSE={**LIMITS, setting: value}):
+        limited = gql(query, token=token)
+    # then
+    assert "errors" not in default
+    too_complex(limited)
 
 
 # --- check_document_limits on its own --------------------------------------------------------
@@ -464,6 +630,9 @@ SMALL = DocumentLimits(
     max_operations=2,
     max_root_fields=3,
     sensitive_root_fields=frozenset({"tokenAuth"}),
+    max_selections=12,
+    max_selections_per_set=5,
+    max_field_pairs=2,
 )
 
 
@@ -505,6 +674,28 @@ def check(document: str, limits: DocumentLimits = SMALL) -> None:
             "query A { tokenAuth { t } } query B { tokenAuth { t } }",
             "query A { tokenAuth { t } tokenAuth { t } }",
             id="sensitive-per-operation",
+        ),
+        pytest.param("{ a { b c d e f } }", "{ a { b c d e f g } }", id="per-set"),
+        pytest.param("{ a { b c d } a { e f } }", "{ a { b c d } a { e f g } }", id="per-set-merged"),
+        pytest.param(
+            "{ a { ...F } } fragment F on A { b c d e f }", "{ a { g ...F } } fragment F on A { b c d e f }", id="ps-fr"
+        ),
+        pytest.param("{ x: a { b c } a { b c } }", "{ x: a { b c } a { b c d e f g } }", id="per-set-aliases-apart"),
+        pytest.param("{ a { b b c c } }", "{ a { b b b } }", id="pairs"),
+        pytest.param("{ a { b } a { b } }", "{ a { b } a { b } a { b } }", id="pairs-nested"),
+        pytest.param(
+            "{ a { ...F } } fragment F on A { b c }", "{ a { ...F ...F ...F } } fragment F on A { b }", id="pa-fr"
+        ),
+        pytest.param("{ x: a { b b } y: a { c c } }", "{ x: a { b b } y: a { c c d d } }", id="pairs-in-all"),
+        pytest.param(
+            "{ a { b c } d { e f } g { h i } }",
+            "{ a { b c } d { e f } g { h i } j { k l } }",
+            id="selections",
+        ),
+        pytest.param(
+            "{ a { ...F } } fragment F on A { b c d e f } fragment G on A { g h i j k l m n }",
+            "{ a { ...F } d { ...F } } fragment F on A { b c d e f }",
+            id="selections-fragments-expanded",
         ),
     ],
 )
@@ -557,6 +748,9 @@ def test_exponential_fan_out_stops_early():
         max_operations=10,
         max_root_fields=100,
         sensitive_root_fields=frozenset(),
+        max_selections=5_000,
+        max_selections_per_set=10**9,
+        max_field_pairs=10**9,
     )
     # when / then
     with pytest.raises(LimitExceeded):

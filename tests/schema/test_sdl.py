@@ -57,12 +57,16 @@ def test_register_arguments_and_payload():
 def test_token_auth_arguments_and_payload():
     field = GRAPHQL_SCHEMA.mutation_type.fields["tokenAuth"]
 
-    assert set(field.args) == {"email", "username", "password"}
+    assert set(field.args) == {"email", "username", "password", "deviceToken"}
     assert isinstance(field.args["password"].type, GraphQLNonNull)
-    assert not isinstance(field.args["email"].type, GraphQLNonNull)
-    assert not isinstance(field.args["username"].type, GraphQLNonNull)
+    for optional in ("email", "username", "deviceToken"):
+        assert not isinstance(field.args[optional].type, GraphQLNonNull)
     payload = get_named_type(field.type)
-    assert {"token", "payload", "refreshExpiresIn", "user"} <= set(payload.fields)
+    assert {"token", "payload", "refreshExpiresIn", "refreshExpiresAt", "deviceToken", "user"} <= set(payload.fields)
+    # django-graphql-jwt's Int field stays, nullable (it cannot hold Unix time after 2038) and deprecated
+    assert str(payload.fields["refreshExpiresIn"].type) == "Int"
+    assert payload.fields["refreshExpiresIn"].deprecation_reason
+    assert str(payload.fields["refreshExpiresAt"].type) == "DateTime!"
 
 
 def test_user_implements_node_with_allow_listed_fields_only():

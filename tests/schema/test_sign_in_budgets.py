@@ -219,3 +219,31 @@ def test_refused_attempts_cost_no_password_hash_and_open_no_session(gql, user):
     assert error_codes(body) == [AuthErrorCode.RATE_LIMITED.value]
     assert 1 <= body["errors"][0]["extensions"]["retryAfter"] <= 360
     assert not Session.objects.filter(user=user).exists()
+
+
+# --- cookie mode -----------------------------------------------------------------------------
+
+
+def test_in_cookie_mode_the_device_token_is_a_cookie_and_keeps_the_device_signed_in(user):
+    # given: cookie mode, and a browser that signed in once (it keeps its cookies)
+    browser = GraphQLClient(Client(HTTP_HOST="localhost"))
+    attacker = GraphQLClient(Client(HTTP_HOST="localhost"))
+    with budgets(REFRESH_TOKEN_COOKIE=True, LOGIN_RATE_PER_ACCOUNT=(2, 360)):
+        response = browser.post(TOKEN_AUTH, {"email": "alice@example.com", "password": PASSWORD})
+        # then: the token is an HttpOnly, Secure cookie on the GraphQL path, not in the body
+        assert response.json()["data"]["tokenAuth"]["deviceToken"] is None
+        morsel = response.cookies["__Secure-gatehouse_device"]
+        assert (morsel["httponly"], morsel["secure"], morsel["path"], morsel["samesite"]) == (
+            True,
+            True,
+            "/graphql",
+            "Lax",
+        )
+        assert int(morsel["max-age"]) == settings.DEVICE_TOKEN_LIFETIME
+        # when: someone else spends the account's budget
+        for attempt in range(3):
+            sign_in(attacker, password=f"guess-{attempt}")
+        # then: the browser, sending its cookie, still signs in; the attacker does not
+        again = browser(TOKEN_AUTH, {"email": "alice@example.com", "password": PASSWORD})
+        assert signed_in(again)["user"]["username"] == "alice"
+        assert error_codes(sign_in(attacker)) == [AuthErrorCode.RATE_LIMITED.value]

@@ -2,7 +2,15 @@
 GraphiQL, caching and CORS headers, and automatic persisted queries."""
 
 import hashlib
+import http.client
 import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -211,6 +219,143 @@ def test_a_content_length_that_is_not_a_number_is_bad_request(client, db, conten
     # then
     assert_request_error(response, 400, RequestErrorCode.BAD_REQUEST)
     assert_registered_nobody()
+
+
+# --- bodies without Content-Length (chunked) ---------------------------------------------------
+
+
+def _chunked(client, body: bytes, content_type=JSON):
+    # What a WSGI server passes for `Transfer-Encoding: chunked`: the header, no CONTENT_LENGTH.
+    return client.request(
+        PATH_INFO="/graphql",
+        REQUEST_METHOD="POST",
+        CONTENT_TYPE=content_type,
+        HTTP_TRANSFER_ENCODING="chunked",
+        QUERY_STRING="",
+        **{"wsgi.input": FakePayload(body)},
+    )
+
+
+def test_a_chunked_body_is_length_required(client, db):
+    # when: a valid request, sent without Content-Length
+    response = _chunked(client, REGISTER_BODY.encode())
+    # then
+    body = assert_request_error(response, 411, RequestErrorCode.LENGTH_REQUIRED)
+    assert "Content-Length" in body["errors"][0]["message"]
+    assert_registered_nobody()
+
+
+def test_a_chunked_body_is_length_required_in_the_accepted_media_type(client, db):
+    # when
+    response = client.request(
+        PATH_INFO="/graphql",
+        REQUEST_METHOD="POST",
+        CONTENT_TYPE=JSON,
+        HTTP_TRANSFER_ENCODING="chunked",
+        HTTP_ACCEPT=GRAPHQL_RESPONSE,
+        QUERY_STRING="",
+        **{"wsgi.input": FakePayload(REGISTER_BODY.encode())},
+    )
+    # then
+    assert_request_error(response, 411, RequestErrorCode.LENGTH_REQUIRED, media_type=GRAPHQL_RESPONSE)
+    assert_registered_nobody()
+
+
+def test_a_chunked_form_post_is_still_unsupported_media_type(client, db):
+    # when: the CSRF refusal comes first, whatever the framing
+    response = _chunked(client, REGISTER_BODY.encode(), content_type="text/plain")
+    # then
+    assert_request_error(response, 415, RequestErrorCode.UNSUPPORTED_MEDIA_TYPE)
+    assert_registered_nobody()
+
+
+def test_an_empty_body_with_a_content_length_of_zero_is_still_bad_request(client, db):
+    # when
+    response = post(client, "", CONTENT_LENGTH="0")
+    # then
+    assert_request_error(response, 400, RequestErrorCode.BAD_REQUEST)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server_port(tmp_path_factory):
+    """gunicorn serving the shipped command with the production settings, on SQLite in a tmp dir."""
+    port = _free_port()
+    database = tmp_path_factory.mktemp("live") / "db.sqlite3"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_", "DATABASE_", "REDIS_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        JWT_SIGNING_KEY=secrets.token_urlsafe(48),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DATABASE_URL=f"sqlite:///{database}",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert server.poll() is None, "gunicorn exited"
+                assert time.monotonic() < deadline, "gunicorn did not start listening"
+                time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _live_post(port: int, body: bytes, *, chunked: bool) -> tuple[int, str, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": JSON, "X-Forwarded-Proto": "https"}
+    try:
+        if chunked:
+            # A generator has no length: http.client sends it with Transfer-Encoding: chunked.
+            connection.request("POST", "/graphql", body=iter([body[:20], body[20:]]), headers=headers)
+        else:
+            connection.request("POST", "/graphql", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_chunked_body_through_gunicorn_is_length_required_and_changes_nothing(live_server_port):
+    # when: a valid registration, chunked
+    status, content_type, body = _live_post(live_server_port, REGISTER_BODY.encode(), chunked=True)
+    # then
+    assert status == 411
+    assert content_type.split(";")[0] == JSON
+    assert list(body) == ["errors"]
+    assert error_codes(body) == [RequestErrorCode.LENGTH_REQUIRED.value]
+    assert "Content-Length" in body["errors"][0]["message"]
+
+    # when: the same registration with a Content-Length
+    status, _, body = _live_post(live_server_port, REGISTER_BODY.encode(), chunked=False)
+    # then: it is the first one (the chunked one created nothing)
+    assert status == 200
+    assert body["data"]["register"]["errors"] == []
+    assert body["data"]["register"]["user"] == {"username": "mallory"}
 
 
 # --- content types: only application/json (cross-site simple requests are refused) ----------

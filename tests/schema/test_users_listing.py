@@ -199,7 +199,9 @@ def test_empty_search_lists_everyone(gql, staff_token, searchable):
 )
 def test_search_wildcards_are_literal(gql, staff_token, make_user, search, expected):
     # given: accounts that a LIKE wildcard would wrongly match
-    make_user(username="percent", email="per%cent@example.com")
+    # (`%` is refused in new addresses, a relay may route on it; an older row may hold one)
+    percent = make_user(username="percent", email="percent@example.com")
+    User.objects.filter(pk=percent.pk).update(email="per%cent@example.com")
     make_user(username="perxcent", email="perxcent@example.com")
     make_user(username="a_b", email="ab@example.com")
     make_user(username="axb", email="axb@example.com")
