@@ -15,17 +15,20 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.backends import RATE_LIMITED
-from accounts.exceptions import TokenRevoked
-from accounts.models import AuthEvent, Session, SessionEndReason, User
+from accounts.exceptions import RateLimited, TokenRevoked
+from accounts.models import AccountToken, AuthEvent, RefreshToken, Session, SessionEndReason, User
 from accounts.selectors import sessions_live
 from accounts.services import (
     account_tokens_revoke,
     admin_sign_in_record,
+    django_session_password_check_count,
     password_set,
     session_revoke_all,
     sessions_revoke,
     user_deactivate,
+    users_delete,
 )
+from accounts.services.locking import users_locked
 
 
 class AuditedAdminAuthenticationForm(AdminAuthenticationForm):
@@ -35,12 +38,16 @@ class AuditedAdminAuthenticationForm(AdminAuthenticationForm):
         try:
             cleaned = super().clean()
         except ValidationError:
-            admin_sign_in_record(
-                request=self.request,
-                email=self.cleaned_data.get("username"),
-                user=None,
-                rate_limited=getattr(self.request, RATE_LIMITED, False),
-            )
+            refusal = getattr(self.request, RATE_LIMITED, None)
+            # A refusal by a budget is recorded once per lockout: a flood must not become a
+            # flood of writes (as for tokenAuth).
+            if refusal is None or refusal.first:
+                admin_sign_in_record(
+                    request=self.request,
+                    email=self.cleaned_data.get("username"),
+                    user=None,
+                    rate_limited=refusal is not None,
+                )
             raise
         admin_sign_in_record(request=self.request, email=self.cleaned_data.get("username"), user=self.user_cache)
         return cleaned
@@ -71,7 +78,24 @@ class PasswordSetForm(AdminPasswordChangeForm):
 
 
 class OwnPasswordChangeForm(AdminSiteOwnPasswordChangeForm):
-    """The admin's "change my password" page, through the service that ends every session."""
+    """The admin's "change my password" page, through the service that ends every session.
+
+    Its check of the old password counts against the admin session's budget, as a
+    signed-in GraphQL password check counts against its session's.
+    """
+
+    def __init__(self, *args, request, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self):
+        try:
+            django_session_password_check_count(session_key=self.request.session.session_key or "")
+        except RateLimited as refused:
+            raise ValidationError(
+                f"Too many attempts. Try again in {refused.retry_after} seconds.", code="rate_limited"
+            ) from None
+        return super().clean_old_password()
 
     def save(self, commit=True):
         if not commit:
@@ -90,11 +114,17 @@ def own_password_change(request):
     so that every way the admin sets a password goes through the account rules.
     """
     request.current_app = admin.site.name
-    return PasswordChangeView.as_view(
-        form_class=OwnPasswordChangeForm,
+    return OwnPasswordChangeView.as_view(
         success_url=reverse("admin:password_change_done", current_app=admin.site.name),
         extra_context=admin.site.each_context(request),
     )(request)
+
+
+class OwnPasswordChangeView(PasswordChangeView):
+    form_class = OwnPasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
 
 
 class UserEditForm(UserChangeForm):
@@ -130,10 +160,26 @@ class UserAdmin(DjangoUserAdmin):
         obj = super().get_object(request, object_id, from_field)
         if obj is not None and request.method == "POST" and transaction.get_connection().in_atomic_block:
             # An edit or a deletion works on the account's row, locked and current (the one
-            # lock order: the account first): a password change committed while the form
-            # was on its way is never written back over with the hash read before it.
-            obj = User.objects.select_for_update(no_key=True).filter(pk=obj.pk).first()
+            # lock order: the accounts first, by id): a password change committed while the
+            # form was on its way is never written back over with the hash read before it.
+            # The administrator's own row too: the admin's log entry refers to it, and two
+            # administrators editing each other must not deadlock.
+            users_locked(sorted({obj.pk, request.user.pk}))
+            obj = User.objects.filter(pk=obj.pk).first()
         return obj
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # An account's sessions, refresh tokens and emailed links go with it by rule (nobody
+        # deletes them one by one in the admin), so deleting it needs no permission on them.
+        perms_needed -= {model._meta.verbose_name for model in (Session, RefreshToken, AccountToken)}
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        users_delete(user_ids=[obj.pk], request=request, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        users_delete(user_ids=list(queryset.values_list("pk", flat=True)), request=request, actor=request.user)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -7,7 +7,7 @@ from accounts.exceptions import RateLimited
 from accounts.selectors import user_get_by_login
 from accounts.services import login_attempt_count
 
-# Set on the request when its sign-in was refused by a budget (the audit entry says so).
+# Set on the request to the RateLimited refusal when a budget refused its sign-in (for the audit entry).
 RATE_LIMITED = "_gatehouse_rate_limited"
 
 
@@ -24,7 +24,7 @@ class RateLimitedModelBackend(ModelBackend):
             email = username or kwargs.get("email") or ""
             try:
                 login_attempt_count(request=request, account=user_get_by_login(email=email), email=email)
-            except RateLimited:
-                setattr(request, RATE_LIMITED, True)
+            except RateLimited as refused:
+                setattr(request, RATE_LIMITED, refused)
                 raise PermissionDenied from None
         return super().authenticate(request, username=username, password=password, **kwargs)

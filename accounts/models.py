@@ -173,6 +173,14 @@ class Session(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True, help_text="The client's address at sign-in.")
     revoked_at = models.DateTimeField(null=True, blank=True, help_text="When the session was ended; null while live.")
     revoked_reason = models.CharField(max_length=32, choices=SessionEndReason.choices, blank=True, default="")
+    device_id = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="The device (accounts.devices) that signed in: the session's password checks count against its "
+        "budget. Empty for a session opened otherwise (registration).",
+    )
 
     class Meta:
         verbose_name = "session"

@@ -27,3 +27,6 @@ logger_class = "config.logs.GunicornLogger"
 # Address, method, path (without the query string: a GET may carry variables), status, size,
 # timing and user agent. Never the Referer: a page's URL can hold an emailed token.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# No runtime control socket: Gatehouse does not use it, and its one default path is shared
+# by every gunicorn on the host (and not writable for the image's non-root user).
+control_socket_disable = True

@@ -276,9 +276,9 @@ class GraphQLView(GrapheneGraphQLView):
         content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if content_type != JSON:
             raise HttpProblem(415, RequestErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the request as application/json.")
-        if not request.META.get("CONTENT_LENGTH"):
-            # Django reads a body without Content-Length (Transfer-Encoding: chunked, which
-            # gunicorn passes through) as empty; say so instead of calling valid JSON invalid.
+        if "HTTP_TRANSFER_ENCODING" in request.META:
+            # Django reads a body framed by Transfer-Encoding (chunked, which gunicorn passes
+            # through without a Content-Length) as empty; say so instead of calling valid JSON invalid.
             raise HttpProblem(
                 411,
                 RequestErrorCode.LENGTH_REQUIRED,

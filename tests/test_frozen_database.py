@@ -354,12 +354,15 @@ def server(own_postgres, tmp_path):
         # Account mail goes nowhere, at once: nothing listens on this port.
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(free_port()),
+        "STATIC_ROOT": str(tmp_path / "static"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
     }
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True,
-                   timeout=120)  # fmt: skip
+    # The Dockerfile's steps: collectstatic at build time (production refuses to start
+    # without it), migrate before start.
+    for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=120)  # noqa: S603
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(  # noqa: S603 - our own server command

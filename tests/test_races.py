@@ -19,7 +19,7 @@ from django.urls import reverse
 from graphql_relay import to_global_id
 
 from accounts.error_codes import AuthErrorCode
-from accounts.models import RefreshToken, Session, User
+from accounts.models import AccountToken, RefreshToken, Session, User
 from accounts.services import account_delete, password_change, password_reset, password_reset_request, session_open
 from accounts.tokens import access_token_verify
 from tests.conftest import error_codes
@@ -125,7 +125,12 @@ def test_a_sign_in_waiting_on_the_accounts_deletion_is_invalid_credentials_not_a
     # given: the account's deletion holds its row, not yet committed
     user = make_user(email="alice@example.com", password=OLD)
     result = race_with_held_transaction(
-        lambda: account_delete(request=request(), user=user, password=OLD),
+        lambda: account_delete(
+            request=request(),
+            user=user,
+            session_id=access_token_verify(open_session(user).token).session_id,
+            password=OLD,
+        ),
         lambda: post({"query": TOKEN_AUTH, "variables": {"e": user.email, "p": OLD}}),
         lock="the account row",
     )
@@ -282,6 +287,7 @@ FLOWS = [
     "admin:endSessions",
     "admin:password",
     "admin:deactivate",
+    "admin:delete",
 ]
 PAIRS = [(a, b) for i, a in enumerate(FLOWS) for b in FLOWS[i:]]
 
@@ -364,6 +370,10 @@ def prepare(name: str, user, staff, slot: int) -> Contender:
         client = _admin_client(staff)
         data = _change_form_data(client, user)
         flow.run = lambda: _status(client.post(reverse("admin:accounts_user_change", args=[user.pk]), data))
+    elif name == "admin:delete":
+        client = _admin_client(staff)
+        data = {"action": "delete_selected", "_selected_action": [str(user.pk)], "post": "yes"}
+        flow.run = lambda: _status(client.post(reverse("admin:accounts_user_changelist"), data))
     return flow
 
 
@@ -390,13 +400,13 @@ def check_rules(first: Contender, second: Contender, user_id: int, before: set) 
     exists = User.objects.filter(pk=user_id).exists()
     sessions = Session.objects.filter(user_id=user_id)
     live = set(sessions.filter(revoked_at__isnull=True).values_list("pk", flat=True))
-    kept = {session_of(flow.tokens).pk for flow in flows if flow.name == "passwordChange" and flow.succeeded}
-    if "deleteAccount" in succeeded:
+    if "deleteAccount" in succeeded or not exists:
         if exists or sessions.exists() or RefreshToken.objects.filter(session__user_id=user_id).exists():
             broken.append("a deleted account left its row or sessions behind")
+        if not exists and not ({"deleteAccount", "admin:delete"} & {flow.name for flow in flows}):
+            broken.append("the account vanished without a deletion")
         return broken
-    if not exists:
-        return ["the account vanished without a successful deletion"]
+    kept = {session_of(flow.tokens).pk for flow in flows if flow.name == "passwordChange" and flow.succeeded}
     password = _password_now(user_id)
     changers = succeeded & {"passwordChange", "passwordReset", "admin:password"}
     if password != "old":
@@ -456,3 +466,48 @@ def test_two_flows_on_one_account_at_once(make_user, first, second):
                 failures.append(f"round {round_}: {flow.name} answered {result}")
         failures += [f"round {round_}: {rule}" for rule in check_rules(*flows, user.pk, before)]
     assert failures == []
+
+
+def test_two_administrators_editing_each_other_at_once_never_deadlock(make_user):
+    # given: two administrators, each about to change the other's email in the admin
+    failures = []
+    for round_ in range(10):
+        first = make_user(email=f"first{round_}@example.com", is_staff=True, is_superuser=True)
+        second = make_user(email=f"second{round_}@example.com", is_staff=True, is_superuser=True)
+        clients = [_admin_client(first), _admin_client(second)]
+        forms = []
+        for client, target in zip(clients, (second, first), strict=True):
+            data = _change_form_data(client, target)
+            data["is_active"] = "on"
+            data["email"] = f"renamed-{target.pk}@example.com"
+            forms.append((client, reverse("admin:accounts_user_change", args=[target.pk]), data))
+        # when
+        run = run_in_parallel([lambda c=c, u=u, d=d: _status(c.post(u, d)) for c, u, d in forms])
+        # then: both edits saved, neither failed
+        if run.errors or run.hung or [result["status"] for result in run.results] != [302, 302]:
+            failures.append((round_, run.errors, run.hung, run.results))
+        elif set(User.objects.filter(pk__in=[first.pk, second.pk]).values_list("email", flat=True)) != {
+            f"renamed-{first.pk}@example.com",
+            f"renamed-{second.pk}@example.com",
+        }:
+            failures.append((round_, "an edit was lost"))
+    assert failures == []
+
+
+@pytest.mark.parametrize("deletion", ["delete", "deactivate"])
+def test_a_reset_request_waiting_on_the_accounts_deletion_mails_nobody(make_user, settings, caplog, deletion):
+    # given: the account's deletion holds its row while a reset request's job looks it up
+    settings.ACCOUNT_DELETION = deletion
+    user = make_user(email="victim@example.com", password=OLD)
+    session_id = access_token_verify(open_session(user).token).session_id
+    mail.outbox.clear()
+    result = race_with_held_transaction(
+        lambda: account_delete(request=request(), user=user, session_id=session_id, password=OLD),
+        lambda: password_reset_request(request=request(), email="victim@example.com"),
+        lock="the account row",
+    )
+    # then: the job saw the account gone: no mail, no link, no error
+    assert result is None
+    assert mail.outbox == []
+    assert not AccountToken.objects.filter(user_id=user.pk).exists()
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

@@ -9,7 +9,7 @@ profile changes and deletion (profile), emailed links (account_tokens), the audi
 from accounts.services.account_tokens import account_tokens_delete_stale, account_tokens_revoke
 from accounts.services.audit import auth_event_record, auth_events_delete_old
 from accounts.services.passwords import password_change, password_reset, password_reset_request, password_set
-from accounts.services.profile import account_delete, account_update
+from accounts.services.profile import account_delete, account_update, users_delete
 from accounts.services.registration import account_verification_resend, account_verify, user_register
 from accounts.services.sessions import (
     StaleSessions,
@@ -24,6 +24,7 @@ from accounts.services.sessions import (
 )
 from accounts.services.signin import (
     admin_sign_in_record,
+    django_session_password_check_count,
     login_attempt_count,
     password_check_count,
     user_authenticate,
@@ -40,6 +41,7 @@ __all__ = [
     "admin_sign_in_record",
     "auth_event_record",
     "auth_events_delete_old",
+    "django_session_password_check_count",
     "login_attempt_count",
     "password_change",
     "password_check_count",
@@ -56,4 +58,5 @@ __all__ = [
     "user_authenticate",
     "user_deactivate",
     "user_register",
+    "users_delete",
 ]

@@ -61,23 +61,22 @@ def password_reset_request(*, request, email: str) -> None:
 
 @transaction.atomic
 def _password_reset_send(email: str, facts: dict) -> None:
-    user = User.objects.filter(email=email, is_active=True).first()
+    # Read under the account's lock: a deletion, deactivation or email change that commits
+    # meanwhile is seen, and none can remove the row the new link will refer to.
+    user = User.objects.select_for_update(no_key=True).filter(email=email, is_active=True).first()
     if user is not None and not user.has_usable_password():
         # As Django's PasswordResetForm: an administrator disabled password sign-in, and
         # whoever reads the mailbox must not undo that.
         user = None
     if user is not None:
-        try:
-            link_send(
-                user=user,
-                email=user.email,
-                purpose=AccountTokenPurpose.RESET_PASSWORD,
-                lifetime=settings.PASSWORD_RESET_TOKEN_LIFETIME,
-                template="reset_password",
-                path="reset-password",
-            )
-        except TokenRevoked:
-            user = None  # deleted since the lookup: nothing to reset
+        link_send(
+            user=user,
+            email=user.email,
+            purpose=AccountTokenPurpose.RESET_PASSWORD,
+            lifetime=settings.PASSWORD_RESET_TOKEN_LIFETIME,
+            template="reset_password",
+            path="reset-password",
+        )
     auth_event_record(
         kind=AuthEventKind.PASSWORD_RESET_REQUESTED,
         facts=facts,

@@ -11,7 +11,7 @@ from accounts.selectors import email_taken, username_taken
 from accounts.services.account_tokens import account_email_limits, verification_send
 from accounts.services.audit import auth_event_record
 from accounts.services.inputs import required, taken
-from accounts.services.locking import user_locked
+from accounts.services.locking import user_locked, users_locked
 from accounts.services.passwords import password_confirmed
 from accounts.services.registration import registration_count
 from accounts.services.sessions import session_revoke_all
@@ -23,7 +23,7 @@ def account_update(
     *,
     request,
     user: User,
-    session_id=None,
+    session_id,
     username: str | None = None,
     email: str | None = None,
     password: str | None = None,
@@ -34,7 +34,7 @@ def account_update(
 
     The username changes at once, with the registration rules. A new email address needs
     the current `password` (a stolen access token must not be able to move the account
-    to another mailbox; the check counts against the session's budget) and replaces the
+    to another mailbox; the check counts as password_check_count says) and replaces the
     old one only once confirmed: a link goes to the new address, a notice to the old
     one, and `verifyAccount` makes the change; a password change or reset cancels it.
     Every call counts against the client address's registration budget before anything
@@ -97,13 +97,13 @@ def _account_update(*, request, user, username, email, password) -> tuple[User, 
     return user, new_email
 
 
-def account_delete(*, request, user: User, password: str, session_id=None) -> None:
+def account_delete(*, request, user: User, session_id, password: str) -> None:
     """Delete a signed-in user's account after confirming the password; end every session.
 
     With ACCOUNT_DELETION = "deactivate" the row stays (deactivated, its username and
     email replaced by placeholders, no usable password) so the address is free again
     either way and a new account there inherits nothing. The password check counts
-    against the session's budget. Raises ValidationError (`password` INVALID_PASSWORD),
+    against the session's budget (see password_check_count). Raises ValidationError (`password` INVALID_PASSWORD),
     RateLimited, and TokenRevoked when the account is already gone; nothing changes then.
     """
     password_check_count(session_id=session_id)
@@ -124,3 +124,20 @@ def account_delete(*, request, user: User, password: str, session_id=None) -> No
             AccountToken.objects.filter(user=user).delete()
             return
         user.delete()
+
+
+@transaction.atomic
+def users_delete(*, user_ids, request=None, actor: User | None = None) -> int:
+    """Delete accounts as an administrator (the admin's delete page and action); return how many.
+
+    The accounts (and the administrator's, which the admin's log entry refers to) are
+    locked first, in id order, so no sign-in or emailed link can add a row that refers to
+    one being deleted. Each deletion is in the audit trail, naming the administrator.
+    """
+    users_locked(sorted({*user_ids, *([actor.pk] if actor is not None else [])}))
+    users = list(User.objects.filter(pk__in=user_ids).order_by("pk"))
+    by_actor = f"by user {actor.pk}" if actor is not None else ""
+    for user in users:
+        auth_event_record(kind=AuthEventKind.ACCOUNT_DELETED, request=request, user=user, detail=by_actor)
+    User.objects.filter(pk__in=[user.pk for user in users]).delete()
+    return len(users)

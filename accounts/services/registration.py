@@ -152,7 +152,11 @@ def account_verification_resend(*, request, email: str) -> None:
 
 @transaction.atomic
 def _verification_resend(email: str, facts: dict) -> None:
-    user = User.objects.filter(email=email, is_active=True, is_email_verified=False).first()
+    # Read under the account's lock: a deletion, deactivation or email change that commits
+    # meanwhile is seen, and none can remove the row the new link will refer to.
+    user = (
+        User.objects.select_for_update(no_key=True).filter(email=email, is_active=True, is_email_verified=False).first()
+    )
     if user is not None:
         verification_send(user=user, email=user.email)
         auth_event_record(kind=AuthEventKind.EMAIL_VERIFICATION_SENT, facts=facts, user=user, identifier=email)

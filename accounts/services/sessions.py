@@ -28,11 +28,11 @@ from accounts.tokens import SessionTokens, access_token_issue, refresh_token_dig
 logger = logging.getLogger("accounts.sessions")
 
 
-def session_open(*, user: User, request=None) -> SessionTokens:
+def session_open(*, user: User, request=None, device_id: str = "") -> SessionTokens:
     """Open a session for `user` and return its first access and refresh tokens.
 
     The session records the client's user agent and address (as TRUSTED_PROXY_COUNT
-    reads it) for the user's session list and the admin.
+    reads it) for the user's session list and the admin, and the device that signed in.
     """
     now = timezone.now()
     session = Session.objects.create(
@@ -40,6 +40,7 @@ def session_open(*, user: User, request=None) -> SessionTokens:
         created_at=now,
         last_used_at=now,
         expires_at=now + timedelta(seconds=settings.JWT_REFRESH_TOKEN_LIFETIME),
+        device_id=device_id,
         **request_facts(request),
     )
     return session_tokens(session=session, user=user, now=now)

@@ -15,6 +15,7 @@ parallel requests cannot multiply attempts and a refused flow never gives its co
 back.
 """
 
+import secrets
 from dataclasses import dataclass, replace
 
 from django.conf import settings
@@ -25,7 +26,7 @@ from django.utils import timezone
 from accounts.client import address_key, client_address
 from accounts.devices import device_id_for, device_token_issue
 from accounts.exceptions import InvalidCredentials, RateLimited
-from accounts.models import AuthEventKind, User
+from accounts.models import AuthEventKind, Session, User
 from accounts.ratelimit import rate_limit_hit
 from accounts.selectors import user_get_by_login
 from accounts.services.audit import audit_identifier, auth_event_record
@@ -56,11 +57,22 @@ def login_attempt_count(
 
 
 def password_check_count(*, session_id) -> None:
-    """Count one password confirmation of a signed-in user against their session's budget.
+    """Count one password confirmation of a signed-in user; raise RateLimited when its budget is spent.
 
-    Raises RateLimited. Call it before the flow's transaction.
+    It counts against the budget of the device that opened the session, the same one its
+    sign-ins count against, or, for a session no device opened (a registration), the
+    session's own. Call it before the flow's transaction.
     """
+    device = Session.objects.filter(pk=session_id).values_list("device_id", flat=True).first()
+    if device:
+        rate_limit_hit(scope="login:device", key=device, rate=settings.GATEHOUSE["LOGIN_RATE_PER_ACCOUNT"])
+        return
     rate_limit_hit(scope="login:session", key=str(session_id), rate=settings.GATEHOUSE["LOGIN_RATE_PER_ACCOUNT"])
+
+
+def django_session_password_check_count(*, session_key: str) -> None:
+    """Count one password confirmation in a Django (admin) session; raise RateLimited when its budget is spent."""
+    rate_limit_hit(scope="login:admin-session", key=session_key, rate=settings.GATEHOUSE["LOGIN_RATE_PER_ACCOUNT"])
 
 
 @dataclass
@@ -71,7 +83,10 @@ class _Attempt:
 def user_authenticate(
     *, request, password: str, email: str | None = None, username: str | None = None, device_token: str | None = None
 ) -> tuple[User, SessionTokens]:
-    """Check a login and sign the user in; the tokens carry a new device token.
+    """Check a login and sign the user in; the tokens carry the device's token.
+
+    The device is the one `device_token` names, when it is a valid token of the account
+    (its token is renewed), else a new one: the session opened belongs to it.
 
     Raises InvalidCredentials, identical for an unknown account, a wrong password, an
     inactive account and (when ACCOUNT_ALLOW_UNVERIFIED_LOGIN is off) an unconfirmed
@@ -79,19 +94,19 @@ def user_authenticate(
     login_attempt_count). Every attempt counts, whatever its outcome, and goes to the
     audit trail; a success's entry is written in the sign-in's own transaction.
     """
-    # An oversized password can match no account: it is counted, and refused, unread.
-    oversized = len(password) > settings.PASSWORD_MAX_LENGTH
-    attempt = _Attempt(account=None if oversized else user_get_by_login(email=email, username=username))
+    attempt = _Attempt(account=user_get_by_login(email=email, username=username))
+    device = device_id_for(device_token, user=attempt.account)
     try:
-        login_attempt_count(
+        # Every attempt counts against the same budget whatever its password (an oversized
+        # one too: a different key would tell accounts from non-accounts).
+        login_attempt_count(request=request, account=attempt.account, email=email, username=username, device=device)
+        user, tokens = _authenticate(
             request=request,
-            account=attempt.account,
+            password=password,
             email=email,
             username=username,
-            device=device_id_for(device_token, user=attempt.account),
-        )
-        user, tokens = _authenticate(
-            request=request, password=password, email=email, username=username, attempt=attempt
+            attempt=attempt,
+            device=device or secrets.token_urlsafe(16),
         )
     except (InvalidCredentials, RateLimited) as exc:
         if isinstance(exc, RateLimited) and not exc.first:
@@ -107,12 +122,12 @@ def user_authenticate(
             detail="rate limited" if isinstance(exc, RateLimited) else "",
         )
         raise
-    return user, replace(tokens, device_token=device_token_issue(user=user))
+    return user, tokens
 
 
 @transaction.atomic
 def _authenticate(
-    *, request, password: str, email: str | None, username: str | None, attempt: _Attempt
+    *, request, password: str, email: str | None, username: str | None, attempt: _Attempt, device: str
 ) -> tuple[User, SessionTokens]:
     if len(password) > settings.PASSWORD_MAX_LENGTH:
         # Never hash megabytes: no account can have this password.
@@ -134,7 +149,7 @@ def _authenticate(
         raise InvalidCredentials
     if not settings.ACCOUNT_ALLOW_UNVERIFIED_LOGIN and not user.is_email_verified:
         raise InvalidCredentials
-    tokens = sign_in(user, request)
+    tokens = sign_in(user, request, device_id=device)
     auth_event_record(
         kind=AuthEventKind.LOGIN_SUCCEEDED,
         request=request,
@@ -142,20 +157,22 @@ def _authenticate(
         identifier=audit_identifier(email=email, username=username, account=user),
         session_id=tokens.payload["sid"],
     )
-    return user, tokens
+    # Issued after the password check, which may have upgraded the hash it is bound to.
+    return user, replace(tokens, device_token=device_token_issue(user=user, device_id=device))
 
 
-def sign_in(user: User, request) -> SessionTokens:
+def sign_in(user: User, request, *, device_id: str = "") -> SessionTokens:
     """Record the login and open its session (inside the caller's transaction, the account locked)."""
     user.last_login = timezone.now()
     User.objects.filter(pk=user.pk).update(last_login=user.last_login)
-    return session_open(user=user, request=request)
+    return session_open(user=user, request=request, device_id=device_id)
 
 
 def admin_sign_in_record(*, request, email: str | None, user: User | None, rate_limited: bool = False) -> None:
     """Record a sign-in through the Django admin's login form, as a GraphQL sign-in is recorded.
 
     `user` is the signed-in account, or None for a refusal (`email` is what was typed).
+    Refusals by a budget are recorded by the caller only for the first of a lockout.
     """
     account = user or user_get_by_login(email=email or "")
     auth_event_record(

@@ -56,3 +56,50 @@ def test_what_is_typed_in_the_admins_login_field_is_never_kept_readable(staff):
     assert event.identifier.startswith("unknown:")
     assert "Secret" not in event.identifier
     assert User.objects.count() == 1
+
+
+def test_refusals_by_a_budget_are_recorded_once_per_lockout(staff, settings):
+    settings.GATEHOUSE = {**settings.GATEHOUSE, "LOGIN_RATE_PER_ACCOUNT": (2, 360)}
+    browser = Client(HTTP_HOST="localhost")
+    for _ in range(12):
+        admin_login(browser, "root@example.com", "wrong-password")
+    details = list(AuthEvent.objects.order_by("pk").values_list("detail", flat=True))
+    assert details == ["admin", "admin", "admin, rate limited"]
+
+
+def test_the_admins_own_password_page_counts_its_checks(staff, settings):
+    # given: a signed-in administrator guessing at the "change my password" page
+    settings.GATEHOUSE = {**settings.GATEHOUSE, "LOGIN_RATE_PER_ACCOUNT": (3, 360)}
+    browser = Client(HTTP_HOST="localhost")
+    browser.force_login(staff)
+    form = {"new_password1": "a-Brand-new-passphrase-42", "new_password2": "a-Brand-new-passphrase-42"}
+    for attempt in range(3):
+        response = browser.post("/admin/password_change/", {**form, "old_password": f"guess-{attempt}"})
+        assert response.status_code == 200
+        assert "old_password" in response.context["form"].errors
+    # when: the right old password, once the budget is spent
+    response = browser.post("/admin/password_change/", {**form, "old_password": PASSWORD})
+    # then: refused, and the password is unchanged
+    assert response.status_code == 200
+    assert response.context["form"].errors["old_password"][0].startswith("Too many attempts")
+    staff.refresh_from_db()
+    assert staff.check_password(PASSWORD)
+
+
+def test_the_admin_deletes_an_account_with_sessions_and_the_trail_names_who(staff, make_user):
+    # given: an account with a session (the admin used to refuse: no delete permission on sessions)
+    from accounts.models import Session
+    from accounts.services import session_open
+
+    member = make_user(username="member", email="member@example.com")
+    session_open(user=member)
+    browser = Client(HTTP_HOST="localhost")
+    browser.force_login(staff)
+    # when
+    response = browser.post(f"/admin/accounts/user/{member.pk}/delete/", {"post": "yes"})
+    # then
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=member.pk).exists()
+    assert not Session.objects.filter(user_id=member.pk).exists()
+    event = AuthEvent.objects.get(kind=AuthEventKind.ACCOUNT_DELETED)
+    assert (event.user_ref, event.detail) == (member.pk, f"by user {staff.pk}")

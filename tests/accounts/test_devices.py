@@ -196,3 +196,28 @@ def test_the_strict_same_site_setting_applies_to_the_device_cookie():
         device_token_deliver(request, "the-token")
         device_cookie_apply(request, response)
     assert response.cookies["__Secure-gatehouse_device"]["samesite"] == "Strict"
+
+
+def test_a_password_change_kills_every_device_token(user, django_assert_num_queries):
+    # given: two devices of the account
+    first, second = device_token_issue(user=user), device_token_issue(user=user)
+    # when: the password changes (by any path: the hash changes)
+    user.set_password("a-Brand-new-passphrase-42")
+    # then: neither is a device any more; a token issued now is
+    with django_assert_num_queries(0):
+        assert [device_id_for(token, user=user) for token in (first, second)] == [None, None]
+    assert device_id_for(device_token_issue(user=user), user=user) is not None
+
+
+def test_a_token_can_be_renewed_for_the_same_device(user):
+    token = device_token_issue(user=user)
+    device = device_id_for(token, user=user)
+    renewed = device_token_issue(user=user, device_id=device)
+    assert renewed != token or device_id_for(renewed, user=user) == device
+    assert device_id_for(renewed, user=user) == device
+
+
+def test_the_token_does_not_carry_the_password_hash(user):
+    value = signing.TimestampSigner(salt="gatehouse.accounts.device-token").unsign(device_token_issue(user=user))
+    assert user.password not in value
+    assert user.password.rsplit("$", 1)[-1] not in value

@@ -76,19 +76,27 @@ def test_a_password_at_the_cap_is_still_checked(gql, make_user, counting_hasher,
     assert hashes == 1
 
 
-def test_an_oversized_password_never_reads_the_accounts(gql, make_user, settings):
+def test_an_oversized_password_costs_no_hash_and_reads_known_and_unknown_accounts_alike(gql, make_user, settings):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     make_user(email="long@example.com")
-    with CaptureQueriesContext(connection) as queries:
-        body = gql(LOGIN, {"e": "long@example.com", "p": "x" * (settings.PASSWORD_MAX_LENGTH + 1)})
-    assert error_codes(body) == [AuthErrorCode.INVALID_CREDENTIALS.value]
-    # Only the service's transaction bookkeeping (savepoints) and the audit-trail entry of the
-    # failure run; no account is looked up.
-    assert [q["sql"] for q in queries.captured_queries if "accounts_user" in q["sql"]] == []
-    writes = [
-        q["sql"] for q in queries.captured_queries if q["sql"].split()[0] not in {"SAVEPOINT", "RELEASE", "ROLLBACK"}
-    ]
-    assert len(writes) == 1
-    assert writes[0].startswith('INSERT INTO "accounts_authevent"')
+    shapes = []
+    for email in ("long@example.com", "nobody@example.com"):
+        with CaptureQueriesContext(connection) as queries:
+            body = gql(LOGIN, {"e": email, "p": "x" * (settings.PASSWORD_MAX_LENGTH + 1)})
+        assert error_codes(body) == [AuthErrorCode.INVALID_CREDENTIALS.value]
+        # The account is looked up once (its budget is the same as for any attempt), never
+        # locked, and the only write is the audit-trail entry of the failure.
+        reads = [q["sql"] for q in queries.captured_queries if "accounts_user" in q["sql"]]
+        assert len(reads) == 1
+        assert "FOR" not in reads[0].split("WHERE")[-1]
+        writes = [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].split()[0] not in {"SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK"}
+        ]
+        assert len(writes) == 1
+        assert writes[0].startswith('INSERT INTO "accounts_authevent"')
+        shapes.append([q["sql"].split()[0] for q in queries.captured_queries])
+    assert shapes[0] == shapes[1]

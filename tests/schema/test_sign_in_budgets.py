@@ -247,3 +247,61 @@ def test_in_cookie_mode_the_device_token_is_a_cookie_and_keeps_the_device_signed
         again = browser(TOKEN_AUTH, {"email": "alice@example.com", "password": PASSWORD})
         assert signed_in(again)["user"]["username"] == "alice"
         assert error_codes(sign_in(attacker)) == [AuthErrorCode.RATE_LIMITED.value]
+
+
+# --- devices cannot be multiplied, nor outlive the password -------------------------------------
+
+
+@pytest.mark.usefixtures("limited")
+def test_signing_in_with_a_device_token_renews_it_for_the_same_device(gql, user):
+    # given: a device token, used to sign in twice more
+    first = signed_in(sign_in(gql))["deviceToken"]
+    second = signed_in(sign_in(gql, device=first))["deviceToken"]
+    third = signed_in(sign_in(gql, device=second))["deviceToken"]
+    # when: guesses go through the renewed tokens
+    answers = [error_codes(sign_in(gql, password=f"guess-{n}", device=token)) for n, token in enumerate((third, first))]
+    # then: one device, one budget: two sign-ins and one guess spent it (3 per 6 minutes)
+    assert answers == [[AuthErrorCode.INVALID_CREDENTIALS.value], [AuthErrorCode.RATE_LIMITED.value]]
+    devices = set(Session.objects.filter(user=user).values_list("device_id", flat=True))
+    assert len(devices) == 1
+
+
+@pytest.mark.usefixtures("limited")
+def test_a_password_change_ends_every_device_token(gql, user):
+    # given: a device token, then the password changed (through the API)
+    signed = signed_in(sign_in(gql))
+    body = gql(CHANGE, {"o": PASSWORD, "n": NEW_PASSWORD}, token=signed["token"])
+    assert body["data"]["passwordChange"]["success"] is True
+    # when: the account's budget is spent, and the old device token is presented
+    for attempt in range(3):
+        sign_in(gql, password=f"guess-{attempt}")
+    body = sign_in(gql, password=NEW_PASSWORD, device=signed["deviceToken"])
+    # then: it is no device any more
+    assert error_codes(body) == [AuthErrorCode.RATE_LIMITED.value]
+
+
+@pytest.mark.usefixtures("limited")
+def test_a_devices_sign_ins_and_its_sessions_password_checks_share_one_budget(gql, user):
+    # given: a device's first sign-in (counted as an unknown client's: it had no token yet)
+    signed = signed_in(sign_in(gql))
+    # when: its session checks three passwords
+    gql(DELETE, {"p": "guess-1"}, token=signed["token"])
+    gql(CHANGE, {"o": "guess-2", "n": NEW_PASSWORD}, token=signed["token"])
+    gql(UPDATE_EMAIL, {"e": "new@example.com", "p": "guess-3"}, token=signed["token"])
+    # then: the device's own next sign-in is its fourth check in the window
+    assert error_codes(sign_in(gql, device=signed["deviceToken"])) == [AuthErrorCode.RATE_LIMITED.value]
+    # while a client without a device token still has the account's budget
+    assert signed_in(sign_in(gql))["user"]["username"] == "alice"
+
+
+@pytest.mark.usefixtures("limited")
+def test_oversized_passwords_spend_the_same_budget_for_accounts_and_non_accounts(gql, user):
+    # An oversized password is refused unhashed, but counted against the budget any attempt
+    # would be: a different key would tell which identifiers are accounts.
+    oversized = "x" * (settings.PASSWORD_MAX_LENGTH + 1)
+    answers = {}
+    for identifier in ({"email": "alice@example.com"}, {"email": "nobody@example.com"}, {"username": "alice"}):
+        for _ in range(3):
+            sign_in(gql, password=oversized, **identifier)
+        answers[str(identifier)] = error_codes(sign_in(gql, password="guess", **identifier))
+    assert set(map(tuple, answers.values())) == {(AuthErrorCode.RATE_LIMITED.value,)}

@@ -261,6 +261,24 @@ def test_a_chunked_body_is_length_required_in_the_accepted_media_type(client, db
     assert_registered_nobody()
 
 
+def test_a_transfer_encoding_beside_a_content_length_is_length_required(client, db):
+    # given: framing a server or proxy could read two ways (request smuggling)
+    data = REGISTER_BODY.encode()
+    # when
+    response = client.request(
+        PATH_INFO="/graphql",
+        REQUEST_METHOD="POST",
+        CONTENT_TYPE=JSON,
+        CONTENT_LENGTH=str(len(data)),
+        HTTP_TRANSFER_ENCODING="chunked",
+        QUERY_STRING="",
+        **{"wsgi.input": FakePayload(data)},
+    )
+    # then
+    assert_request_error(response, 411, RequestErrorCode.LENGTH_REQUIRED)
+    assert_registered_nobody()
+
+
 def test_a_chunked_form_post_is_still_unsupported_media_type(client, db):
     # when: the CSRF refusal comes first, whatever the framing
     response = _chunked(client, REGISTER_BODY.encode(), content_type="text/plain")
