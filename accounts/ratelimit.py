@@ -27,6 +27,7 @@ mark the first refusal, has no database storage, and its memory storage is unbou
 calls of a threaded process.
 """
 
+import functools
 import logging
 import math
 import threading
@@ -37,7 +38,7 @@ from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from redis.backoff import NoBackoff
@@ -168,9 +169,18 @@ class DatabaseStore:
     def hit(self, key: str, limit: int, window_ms: int) -> Verdict:
         from accounts.models import RateLimitWindow
 
+        if limit > 0 and self._first_hit(RateLimitWindow, key, window_ms):
+            return Verdict(0)
         # A savepoint when the caller holds a transaction: the row lock then lasts until
         # the caller's commit, which is still atomic per key.
+        outermost = not transaction.get_connection().in_atomic_block
         with transaction.atomic():
+            if outermost and connection.vendor == "postgresql":
+                # A counter need not wait for the disk: a crash loses at most the last
+                # fraction of a second of counts, never anything acknowledged to a user.
+                # Only for a transaction of its own: the caller's commit stays durable.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
             row, _ = RateLimitWindow.objects.select_for_update().get_or_create(
                 key=key, defaults={"hits": [], "locked_until": 0, "expires_at": timezone.now()}
             )
@@ -185,6 +195,39 @@ class DatabaseStore:
             row.expires_at = datetime.fromtimestamp(max(newest, row.locked_until) / 1000, tz=UTC)
             row.save(update_fields=["hits", "locked_until", "expires_at"])
         return verdict
+
+    @staticmethod
+    def _first_hit(model, key: str, window_ms: int) -> bool:
+        """Record the first hit of a key no row holds yet, in one statement; return whether it did.
+
+        Most keys are hit once in their window (an address, an account signing in), so
+        this saves the locked read-modify-write of the general case. A key that has a row
+        (or gets one from a concurrent request first) is left to it.
+        """
+        now = _now_ms()
+        ops = connection.ops
+        expires = ops.adapt_datetimefield_value(datetime.fromtimestamp((now + window_ms) / 1000, tz=UTC))
+        with connection.cursor() as cursor:
+            cursor.execute(_first_hit_sql(model, connection.vendor), [key, f"[{now}]", expires])
+            return cursor.fetchone() is not None
+
+
+@functools.cache
+def _first_hit_sql(model, vendor: str) -> str:
+    """Return the insert-if-absent of a key's first hit (Postgres and SQLite 3.35+ both speak it)."""
+    meta, quote = model._meta, connection.ops.quote_name
+    names = {
+        "table": quote(meta.db_table),
+        **{name: quote(meta.get_field(name).column) for name in ("key", "hits", "locked_until", "expires_at")},
+    }
+    # Identifiers come from the model, quoted; every value is a parameter.
+    return _FIRST_HIT_SQL.format(**names)
+
+
+_FIRST_HIT_SQL = (
+    "INSERT INTO {table} ({key}, {hits}, {locked_until}, {expires_at}) VALUES (%s, %s, 0, %s) "
+    "ON CONFLICT ({key}) DO NOTHING RETURNING {key}"
+)
 
 
 # KEYS[1]: the log (newest first), KEYS[2]: the lockout marker. ARGV: limit, window (ms).

@@ -107,24 +107,24 @@ def test_no_rate_disables_the_limit(store):
 
 
 def test_n_attempts_pass_then_the_refusal_says_exactly_when_one_passes_again(store):
-    # given: 1 attempt per 2 s, spent half a second before what would be a fixed window's end
-    time.sleep((1.5 - time.time() % 2) % 2)
-    assert attempt(rate=(1, 2)) is None
+    # given: 1 attempt per 3 s, spent half a second before what would be a fixed window's end
+    time.sleep((2.5 - time.time() % 3) % 3)
+    assert attempt(rate=(1, 3)) is None
     spent_at = time.monotonic()
 
     # when: refused at once, and again a second later
-    at_once = attempt(rate=(1, 2))
+    at_once = attempt(rate=(1, 3))
     time.sleep(1.0)
-    later = attempt(rate=(1, 2))
+    later = attempt(rate=(1, 3))
 
     # then: the wait shrinks as the attempt ages (a sliding window), and is exact
     assert at_once.code is AuthErrorCode.RATE_LIMITED
-    assert at_once.retry_after == 2
-    assert later.retry_after == 1
-    assert later.extensions == {"code": "RATE_LIMITED", "retryAfter": 1}
-    time.sleep(max(0.0, spent_at + 2.05 - time.monotonic()))
-    assert attempt(rate=(1, 2)) is None
-    assert attempt(rate=(1, 2)).retry_after == 2
+    assert at_once.retry_after == 3
+    assert later.retry_after == 2
+    assert later.extensions == {"code": "RATE_LIMITED", "retryAfter": 2}
+    time.sleep(max(0.0, spent_at + 3.05 - time.monotonic()))
+    assert attempt(rate=(1, 3)) is None
+    assert attempt(rate=(1, 3)).retry_after == 3
 
 
 def test_hammering_never_lets_more_than_n_through_in_any_window(store):
