@@ -173,14 +173,7 @@ class DatabaseStore:
             return Verdict(0)
         # A savepoint when the caller holds a transaction: the row lock then lasts until
         # the caller's commit, which is still atomic per key.
-        outermost = not transaction.get_connection().in_atomic_block
         with transaction.atomic():
-            if outermost and connection.vendor == "postgresql":
-                # A counter need not wait for the disk: a crash loses at most the last
-                # fraction of a second of counts, never anything acknowledged to a user.
-                # Only for a transaction of its own: the caller's commit stays durable.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
             row, _ = RateLimitWindow.objects.select_for_update().get_or_create(
                 key=key, defaults={"hits": [], "locked_until": 0, "expires_at": timezone.now()}
             )
