@@ -89,6 +89,20 @@ def nested_duplicates(n):
     return f"# {n}\n{{ " + block * 10 + "}"
 
 
+def an_unused_fragment(n):
+    # A fragment no operation spreads: the overlap rule would still compare its fields.
+    return f"# {n}\n{{ me {{ id }} }} fragment X on User {{ " + "id " * (MAX_TOKENS - 20) + "}"
+
+
+def a_fragment_defined_twice(n):
+    # The second definition of a name, spread by nobody in effect.
+    return (
+        f"# {n}\n{{ me {{ ...X }} }} fragment X on User {{ id }} fragment X on User {{ "
+        + "id " * (MAX_TOKENS - 30)
+        + "}"
+    )
+
+
 def fragments_of_duplicates(n):
     # Three fragments full of `id`: compared within and against each other.
     per = (MAX_TOKENS - 12 - 3 * 7) // 3
@@ -167,6 +181,8 @@ DOCUMENTS = {
     "inline fragments": inline_fragments,
     "nested duplicates": nested_duplicates,
     "fragments of duplicates": fragments_of_duplicates,
+    "an unused fragment": an_unused_fragment,
+    "a fragment defined twice": a_fragment_defined_twice,
     "duplicates with arguments": duplicates_with_arguments,
     "exponential fragments": exponential_fragments,
     "duplicates at the bounds": duplicates_at_the_bounds,

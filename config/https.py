@@ -10,6 +10,7 @@ call instead of working while leaking. Other paths still redirect, and the healt
 answer before this middleware runs.
 """
 
+import posixpath
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -62,6 +63,16 @@ class HttpsOnlyApiMiddleware:
 
     def __call__(self, request):
         # is_secure() believes X-Forwarded-Proto only as SECURE_PROXY_SSL_HEADER says.
-        if not request.is_secure() and is_api_path(request.path_info, self.prefixes):
+        if not request.is_secure() and (
+            # A credential is never redirected, whatever the path: a client whose base URL
+            # is off by a slash (`//graphql`) must not be sent round to send its token again.
+            "HTTP_AUTHORIZATION" in request.META or is_api_path(_normalized(request.path_info), self.prefixes)
+        ):
             return https_required()
         return self.get_response(request)
+
+
+def _normalized(path: str) -> str:
+    """Return `path` with repeated slashes and dot segments folded, as clients and proxies may."""
+    folded = posixpath.normpath("/" + path.split(";", 1)[0])
+    return "/" + folded.lstrip("/")

@@ -20,9 +20,17 @@ import re
 
 from gunicorn.glogging import Logger, SafeAtoms
 
-# C0 and C1 controls and DEL (CR, LF, NEL, ESC, ...), the Unicode line and paragraph
-# separators, and the bidirectional controls that make a terminal show text reordered.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Controls (C0, DEL, C1), line and paragraph separators, and every format character
+# (Unicode category Cf: bidi controls, zero-width spaces and joiners, the BOM, the soft
+# hyphen...), which could reorder or hide text in a terminal.
+_UNSAFE = re.compile(
+    # Unicode 14.0.0's format characters (category Cf), as ranges.
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029"
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+    "]"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Traceback lines follow their record under this prefix: no exception text can start a line
 # that reads as a record of its own.
@@ -34,11 +42,13 @@ def _escape(match: re.Match) -> str:
     if char in _NAMED:
         return _NAMED[char]
     code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def escape_controls(text: str) -> str:
-    """Return `text` with every control, line-separator and bidi character as a backslash escape."""
+    """Return `text` with every control, line-separator and format character as a backslash escape."""
     return _UNSAFE.sub(_escape, text)
 
 

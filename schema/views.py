@@ -37,7 +37,7 @@ from graphql import GraphQLError, OperationType, execute, get_operation_ast, par
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from schema.errors import RequestErrorCode, format_error
-from schema.limits import DocumentLimits, LimitExceeded, check_document_limits
+from schema.limits import DocumentLimits, LimitExceeded, check_document_limits, fragment_errors
 from schema.schema import schema
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -141,6 +141,11 @@ def prepare(query: str, policy: Policy) -> Prepared:
         document = parse(query, no_location=False, max_tokens=policy.max_tokens)
     except GraphQLError as error:
         return Prepared(None, (error,), RequestErrorCode.GRAPHQL_PARSE_FAILED)
+    # A fragment no operation spreads, or a second one of the same name, would escape the
+    # limits (they walk what operations select): such documents are refused first.
+    errors = fragment_errors(document)
+    if errors:
+        return Prepared(None, tuple(errors), RequestErrorCode.GRAPHQL_VALIDATION_FAILED)
     try:
         check_document_limits(document, policy.limits)
     except LimitExceeded as exc:

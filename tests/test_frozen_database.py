@@ -165,6 +165,9 @@ def test_every_connection_is_bounded_on_the_client_side():
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
         assert cursor.fetchone() == ("5s",)
+        # and the server ends a query whose client has gone
+        cursor.execute("SHOW client_connection_check_interval")
+        assert cursor.fetchone() == ("1s",)
 
 
 @pytest.mark.postgres

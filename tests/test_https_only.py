@@ -24,7 +24,7 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from accounts.models import AuthEvent, AuthEventKind, Session
-from config.https import is_api_path
+from config.https import _normalized, is_api_path
 from schema.errors import RequestErrorCode
 from tests.conftest import PASSWORD
 
@@ -116,6 +116,26 @@ def test_a_request_the_proxy_marks_https_is_served(https_required, token):
 
 def test_a_proxy_saying_http_is_refused(https_required):
     response = https_required.post("/graphql", ME, content_type="application/json", HTTP_X_FORWARDED_PROTO="http")
+    assert_https_required(response)
+
+
+@pytest.mark.parametrize("path", ["/./graphql", "/x/../graphql", "/graphql;a", "///graphql/"])
+def test_spellings_of_the_api_path_are_refused_too(https_required, path):
+    # (Django's test client reads "//graphql" as a host name; the folding is checked below.)
+    assert_https_required(https_required.post(path, ME, content_type="application/json"))
+
+
+@pytest.mark.parametrize(
+    ("path", "folded"),
+    [("//graphql", "/graphql"), ("/a/../graphql/", "/graphql"), ("/graphql;x=1", "/graphql"), ("/", "/")],
+)
+def test_paths_are_folded_before_they_are_compared(path, folded):
+    assert _normalized(path) == folded
+
+
+@pytest.mark.parametrize("path", ["/Graphql", "/admin/", "/anything"])
+def test_a_plain_http_request_carrying_a_credential_is_never_redirected(https_required, path):
+    response = https_required.get(path, HTTP_AUTHORIZATION="Bearer some.access.token")
     assert_https_required(response)
 
 

@@ -2,6 +2,8 @@
 
 import io
 import logging
+import sys
+import unicodedata
 
 import pytest
 from django.db import connection
@@ -174,3 +176,12 @@ def test_exception_text_cannot_start_a_line_of_its_own(console):
     assert line.endswith(" ERROR schema.errors Unexpected error")
     assert f"\n{CONTINUATION}{FORGED}\\r\\x1b[2J\\u2028\n" in output
     assert output.splitlines() == output.split("\n")[:-1]
+
+
+def test_every_format_character_is_escaped_so_no_text_hides_in_a_line():
+    # Zero-width spaces, the BOM, the soft hyphen, bidi controls: all of Unicode's Cf.
+    hidden = [chr(code) for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) == "Cf"]
+    assert hidden
+    escaped = [escape_controls(f"a{char}b") for char in hidden]
+    assert [text for text in escaped if not text.startswith("a\\")] == []
+    assert escape_controls("Ünïcödé text, 日本語") == "Ünïcödé text, 日本語"

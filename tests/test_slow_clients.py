@@ -479,11 +479,21 @@ def test_the_proxy_counts_itself_in_x_forwarded_for_and_refuses_in_json(tmp_path
             b"Content-Length: 200000\r\nConnection: close\r\n\r\n",
         )
         malformed = _raw(served.public, b"GARBAGE\r\n\r\n")
+        trace = _raw(served.public, b"TRACE /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        coding = _raw(
+            served.public,
+            b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: foo\r\nConnection: close\r\n\r\n",
+        )
 
     # then the session records the address nginx saw, not the forged one,
     assert sessions == [{"ipAddress": "127.0.0.1"}]
     # and the refusals are JSON with a code, from an nginx that does not name its version.
-    refusals = ((too_large, (413, "PAYLOAD_TOO_LARGE")), (malformed, (400, "BAD_REQUEST")))
+    refusals = (
+        (too_large, (413, "PAYLOAD_TOO_LARGE")),
+        (malformed, (400, "BAD_REQUEST")),
+        (trace, (405, "METHOD_NOT_ALLOWED")),
+        (coding, (501, "BAD_REQUEST")),
+    )
     for (status, headers, body), expected in refusals:
         assert (status, json.loads(body)["errors"][0]["extensions"]["code"]) == expected
         assert headers["Content-Type"] == "application/json"

@@ -82,7 +82,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "config.db"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
-            "options": f"-c statement_timeout={_statement_timeout}",
+            # The server also ends a query whose client has gone (Postgres 14+): a request the
+            # client-side limit cut off does not keep running, and holding locks, after it.
+            "options": f"-c statement_timeout={_statement_timeout} -c client_connection_check_interval=1000",
             "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
             "client_timeout": _client_timeout,
         }

@@ -511,6 +511,33 @@ def test_documents_that_make_validation_quadratic_are_refused_before_it_runs(gql
     too_complex(body)
 
 
+HIDDEN_FROM_THE_OPERATIONS = {
+    "an-unused-fragment-of-duplicates": within_token_limit("{ me { id } } fragment X on User { ", "id ", "}", 1, 14),
+    "two-unused-fragments": "{ me { id } }"
+    + "".join(f" fragment {name} on User {{ " + "id " * 480 + "}" for name in "XY"),
+    "a-second-fragment-of-the-same-name": "{ me { ...X } } fragment X on User { id } fragment X on User { "
+    + "id " * 960
+    + "}",
+}
+
+
+@pytest.mark.parametrize("query", list(HIDDEN_FROM_THE_OPERATIONS.values()), ids=list(HIDDEN_FROM_THE_OPERATIONS))
+def test_fragments_no_operation_reaches_are_refused_before_the_standard_rules_run(gql, db, monkeypatch, query):
+    # given: selections the limits would not see (they walk what operations select), which
+    # the standard overlap rule would still compare pairwise
+    document = varying(query, 2)
+    assert len(document) <= MAX_QUERY_LENGTH
+    parse(document, max_tokens=MAX_TOKENS)
+    monkeypatch.setattr("schema.views.validate", never_validate)
+    # when
+    body = gql(document)
+    # then: refused by name, with graphql-core's messages, before anything else runs
+    assert [error["extensions"]["code"] for error in body["errors"]] == [
+        RequestErrorCode.GRAPHQL_VALIDATION_FAILED.value
+    ] * len(body["errors"])
+    assert "data" not in body
+
+
 def test_a_varying_comment_does_not_make_a_refused_document_run(gql, user, token, monkeypatch):
     # given: the cache is keyed by the text, so each of these is prepared anew
     monkeypatch.setattr("schema.views.validate", never_validate)
