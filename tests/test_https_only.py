@@ -9,8 +9,6 @@ server command (gunicorn, production settings) and talks plain HTTP to it.
 import json
 import logging
 import os
-import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from accounts.models import AuthEvent, AuthEventKind, Session
 from config.https import _normalized, is_api_path
 from schema.errors import RequestErrorCode
 from tests.conftest import PASSWORD
+from tests.live import production_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HTTPS_REQUIRED = RequestErrorCode.HTTPS_REQUIRED.value
@@ -235,25 +234,6 @@ def http(base, path, body=None, headers=None):
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
-
-
-def production_env(tmp: Path) -> dict:
-    """Production settings on a SQLite file and a STATIC_ROOT in `tmp`, on a free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_", "DATABASE_", "REDIS_"))},
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(48),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "STATIC_ROOT": str(tmp / "static"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-    }
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ sockets (http.client refuses to send most of them) and reads what the server wro
 access log on stdout, gunicorn's error log and Django's records on stderr.
 """
 
-import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.live import production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -203,29 +203,17 @@ class Served:
     warm_up: int
 
 
-def production_env(tmp: Path, port: int) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_", "DATABASE_", "REDIS_"))},
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(48),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "STATIC_ROOT": str(tmp / "static"),
-        "SECURE_SSL_REDIRECT": "false",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "LOG_LEVEL": "INFO",
-        # What a container's C.UTF-8 locale gives: a C1 control is written as itself, not escaped.
-        "PYTHONIOENCODING": "utf-8",
-    }
-
-
 def serve_and_probe(tmp: Path) -> Served:
     """Serve with the shipped command, send every probe, stop; return what each one logged."""
     port = free_port()
-    env = production_env(tmp, port)
+    env = production_env(
+        tmp,
+        port=port,
+        SECURE_SSL_REDIRECT="false",
+        LOG_LEVEL="INFO",
+        # What a container's C.UTF-8 locale gives: a C1 control is written as itself, not escaped.
+        PYTHONIOENCODING="utf-8",
+    )
     for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=120)  # noqa: S603
     stdout, stderr = tmp / "stdout.log", tmp / "stderr.log"

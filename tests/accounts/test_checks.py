@@ -1,9 +1,6 @@
 """System checks that refuse an unsafe JWT key or uncollected static files, and warn about development conveniences."""
 
 import json
-import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +11,8 @@ from django.conf import settings
 from django.core.checks import Error, Warning, run_checks
 from django.core.management import call_command
 from django.test import override_settings
+
+from tests.live import production_env
 
 SAFE_KEY = "a-safe-jwt-signing-key-that-is-long-enough-0123456789"
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -240,25 +239,6 @@ def test_the_static_files_check_is_for_deployments_only(manifest_storage):
 def test_a_storage_without_a_manifest_needs_no_collected_files():
     # The test and local settings serve static files from the apps themselves.
     assert "gatehouse.E010" not in static_manifest_issues()
-
-
-def production_env(tmp: Path) -> dict:
-    """Production settings with an empty STATIC_ROOT and a SQLite file in `tmp`."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_", "DATABASE_", "REDIS_"))},
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(48),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "STATIC_ROOT": str(tmp / "static"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-    }
 
 
 def manage(env: dict, *arguments: str) -> subprocess.CompletedProcess:
