@@ -38,16 +38,12 @@ class AuditedAdminAuthenticationForm(AdminAuthenticationForm):
         try:
             cleaned = super().clean()
         except ValidationError:
-            refusal = getattr(self.request, RATE_LIMITED, None)
-            # A refusal by a budget is recorded once per lockout: a flood must not become a
-            # flood of writes (as for tokenAuth).
-            if refusal is None or refusal.first:
-                admin_sign_in_record(
-                    request=self.request,
-                    email=self.cleaned_data.get("username"),
-                    user=None,
-                    rate_limited=refusal is not None,
-                )
+            admin_sign_in_record(
+                request=self.request,
+                email=self.cleaned_data.get("username"),
+                user=None,
+                refusal=getattr(self.request, RATE_LIMITED, None),
+            )
             raise
         admin_sign_in_record(request=self.request, email=self.cleaned_data.get("username"), user=self.user_cache)
         return cleaned

@@ -125,14 +125,20 @@ def refresh_cookie_apply(request, response) -> None:
         # delete_cookie sets Secure only for __Secure-/__Host- names, which ours always are.
         return
     _, value, expires_at = pending
+    _set_protected_cookie(response, name, value, max_age=max(0, expires_at - int(time.time())))
+
+
+def _set_protected_cookie(response, name: str, value: str, *, max_age: int) -> None:
+    """Set one of Gatehouse's cookies: HttpOnly, Secure, SameSite, on the GraphQL path, no Domain."""
+    config = settings.GATEHOUSE
     response.set_cookie(
         name,
         value,
-        max_age=max(0, expires_at - int(time.time())),
-        path=path,
+        max_age=max_age,
+        path=config["REFRESH_TOKEN_COOKIE_PATH"],
         secure=True,
         httponly=True,
-        samesite=samesite,
+        samesite=config["REFRESH_TOKEN_COOKIE_SAMESITE"],
     )
 
 
@@ -162,12 +168,4 @@ def device_cookie_apply(request, response) -> None:
     token = getattr(request, _DEVICE_PENDING, None)
     if token is None:
         return
-    response.set_cookie(
-        device_cookie_name(),
-        token,
-        max_age=settings.DEVICE_TOKEN_LIFETIME,
-        path=settings.GATEHOUSE["REFRESH_TOKEN_COOKIE_PATH"],
-        secure=True,
-        httponly=True,
-        samesite=settings.GATEHOUSE["REFRESH_TOKEN_COOKIE_SAMESITE"],
-    )
+    _set_protected_cookie(response, device_cookie_name(), token, max_age=settings.DEVICE_TOKEN_LIFETIME)

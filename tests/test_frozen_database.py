@@ -33,6 +33,7 @@ from psycopg2 import extensions
 
 from config.db import database_deadline, database_unavailable, wait_bounded
 from config.db.base import DatabaseWrapper as BackendWrapper
+from tests.live import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a-Long-passphrase-for-freezing"
@@ -215,13 +216,6 @@ def test_a_query_that_is_not_answered_in_time_is_cut_off_by_the_client_and_the_n
             if cursor.fetchone() == (0,):
                 break
             time.sleep(0.1)
-
-
-def missing(reason: str):
-    """Skip on a developer's machine; fail in CI, which installs the Postgres server."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def free_port() -> int:

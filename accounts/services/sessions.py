@@ -7,13 +7,13 @@ the whole session ends, so neither the thief nor the victim can continue it.
 """
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from accounts.error_codes import UserErrorCode
@@ -190,19 +190,14 @@ def sessions_revoke(sessions, *, reason: str, request=None, actor: User | None =
     now = timezone.now()
     users_locked(sorted({user_id for (user_id,) in sessions_live(sessions, now=now).values_list("user_id")}))
     locked = list(
-        sessions_live(sessions, now=now).select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True)
+        sessions_live(sessions, now=now).select_for_update(no_key=True).order_by("pk").values_list("pk", "user_id")
     )
-    ended = Session.objects.filter(pk__in=locked)
-    ended_by_user = list(ended.values("user_id").annotate(ended=Count("pk")).order_by())
-    count = ended.update(revoked_at=now, revoked_reason=reason)
+    count = Session.objects.filter(pk__in=[pk for pk, _ in locked]).update(revoked_at=now, revoked_reason=reason)
     facts = request_facts(request)
     by_actor = f" by user {actor.pk}" if actor is not None else ""
-    for row in ended_by_user:
+    for user_id, ended in sorted(Counter(user_id for _, user_id in locked).items()):
         auth_event_record(
-            kind=AuthEventKind.SESSIONS_ENDED,
-            facts=facts,
-            user_id=row["user_id"],
-            detail=f"{reason}: {row['ended']}{by_actor}",
+            kind=AuthEventKind.SESSIONS_ENDED, facts=facts, user_id=user_id, detail=f"{reason}: {ended}{by_actor}"
         )
     return count
 

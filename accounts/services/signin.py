@@ -168,12 +168,16 @@ def sign_in(user: User, request, *, device_id: str = "") -> SessionTokens:
     return session_open(user=user, request=request, device_id=device_id)
 
 
-def admin_sign_in_record(*, request, email: str | None, user: User | None, rate_limited: bool = False) -> None:
+def admin_sign_in_record(*, request, email: str | None, user: User | None, refusal: RateLimited | None = None) -> None:
     """Record a sign-in through the Django admin's login form, as a GraphQL sign-in is recorded.
 
-    `user` is the signed-in account, or None for a refusal (`email` is what was typed).
-    Refusals by a budget are recorded by the caller only for the first of a lockout.
+    `user` is the signed-in account, or None for a failure (`email` is what was typed);
+    `refusal` the budget's refusal, if that was why. As for tokenAuth, only the first
+    refusal of a lockout is recorded: a flood must not become a flood of writes.
     """
+    if refusal is not None and not refusal.first:
+        return
+    rate_limited = refusal is not None
     account = user or user_get_by_login(email=email or "")
     auth_event_record(
         kind=AuthEventKind.LOGIN_SUCCEEDED if user is not None else AuthEventKind.LOGIN_FAILED,
