@@ -6,5 +6,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
-        # Registers the system checks that warn about unsafe configuration.
-        from accounts import checks  # noqa: F401
+        # Registers the system checks that warn about unsafe configuration, and connects
+        # the session cache's invalidation of saved accounts.
+        from accounts import checks, session_cache  # noqa: F401

@@ -95,8 +95,9 @@ def check_deployment(app_configs, **kwargs):
     elif settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
         issues.append(
             Warning(
-                "No REDIS_URL: rate limits are counted in the database, one write per counted attempt.",
-                hint="Set REDIS_URL to count them in Redis, off the database.",
+                "No REDIS_URL: rate limits are counted in the database, one write per counted attempt, "
+                "and every authenticated request checks its session with a query.",
+                hint="Set REDIS_URL to count them in Redis and serve the session check from it, off the database.",
                 id="gatehouse.W004",
             )
         )

@@ -255,9 +255,13 @@ class CircuitBreaker:
     Redis answers again.
     """
 
-    def __init__(self, cooldown: float, name: str):
+    def __init__(
+        self, cooldown: float, name: str, *, what: str = "rate limits", fallback: str = "are counted per process"
+    ):
         self.cooldown = cooldown
         self.name = name
+        # For the log lines: what depends on this Redis, and what happens to it meanwhile.
+        self.what, self.fallback = what, fallback
         self._lock = threading.Lock()
         self._open = False
         self._retry_at = 0.0
@@ -277,7 +281,7 @@ class CircuitBreaker:
         with self._lock:
             reopened, self._open, self._trial_running = self._open, False, False
         if reopened:
-            logger.info("Redis answers again at %s: rate limits are shared again.", self.name)
+            logger.info("Redis answers again at %s: %s are shared again.", self.name, self.what)
 
     def failed(self, error: Exception) -> None:
         with self._lock:
@@ -286,10 +290,11 @@ class CircuitBreaker:
         if not was_open:
             reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
             logger.warning(
-                "Redis is unavailable at %s (%s): rate limits are counted per process until it answers "
-                "again (next try in %s s).",
+                "Redis is unavailable at %s (%s): %s %s until it answers again (next try in %s s).",
                 self.name,
                 reason,
+                self.what,
+                self.fallback,
                 self.cooldown,
             )
 

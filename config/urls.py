@@ -8,9 +8,7 @@ from django.urls import path
 
 from accounts.admin import own_password_change
 from config import errors
-from schema.views import GraphQLView
-
-graphql_view = GraphQLView.as_view()
+from schema.views import graphql_view
 
 urlpatterns = [
     path("graphql", graphql_view, name="graphql"),

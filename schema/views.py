@@ -28,7 +28,6 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpResponse
 from django.utils.cache import patch_cache_control
-from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView as GrapheneGraphQLView
@@ -198,13 +197,11 @@ def _json_object(raw, name: str) -> dict | None:
     return raw
 
 
-@method_decorator(csrf_exempt, name="dispatch")
 class GraphQLView(GrapheneGraphQLView):
     """Serve the schema over HTTP (POST and GET) and GraphiQL to browsers when enabled.
 
-    Exempt from Django's CSRF middleware: it authenticates by Bearer header only, which a
-    browser never attaches on its own, and it refuses every content type a cross-site
-    form could send.
+    One instance serves every request (see `graphql_view`): nothing here keeps state
+    between requests, and graphene's constructor is not cheap.
     """
 
     def __init__(self, **kwargs):
@@ -382,3 +379,17 @@ class GraphQLView(GrapheneGraphQLView):
             body["errors"] = [format_error(error, RequestErrorCode.INTERNAL_SERVER_ERROR) for error in result.errors]
         body["data"] = result.data
         return body, 200
+
+
+_view = GraphQLView()
+
+
+@csrf_exempt
+def graphql_view(request):
+    """The endpoint: GraphQLView's handling, without a view instance per request.
+
+    Exempt from Django's CSRF middleware: it authenticates by Bearer header only, which a
+    browser never attaches on its own, and it refuses every content type a cross-site
+    form could send.
+    """
+    return _view.dispatch(request)

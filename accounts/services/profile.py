@@ -16,6 +16,7 @@ from accounts.services.passwords import password_confirmed
 from accounts.services.registration import registration_count
 from accounts.services.sessions import session_revoke_all
 from accounts.services.signin import password_check_count
+from accounts.session_cache import users_changed
 from accounts.validators import DELETED_EMAIL_DOMAIN, canonical_email, canonical_username
 
 
@@ -123,7 +124,9 @@ def account_delete(*, request, user: User, session_id, password: str) -> None:
             user.save(update_fields=["username", "email", "password", "is_active", "is_email_verified"])
             AccountToken.objects.filter(user=user).delete()
             return
+        user_id = user.pk
         user.delete()
+        users_changed([user_id])
 
 
 @transaction.atomic
@@ -140,4 +143,5 @@ def users_delete(*, user_ids, request=None, actor: User | None = None) -> int:
     for user in users:
         auth_event_record(kind=AuthEventKind.ACCOUNT_DELETED, request=request, user=user, detail=by_actor)
     User.objects.filter(pk__in=[user.pk for user in users]).delete()
+    users_changed([user.pk for user in users])
     return len(users)

@@ -23,17 +23,24 @@ from accounts.selectors import sessions_live
 from accounts.services.account_tokens import account_tokens_revoke
 from accounts.services.audit import auth_event_record, request_facts
 from accounts.services.locking import user_locked, users_locked
+from accounts.session_cache import Miss, seen_nonces, session_cached, users_changed
 from accounts.tokens import SessionTokens, access_token_issue, refresh_token_digest, refresh_token_generate
 
 logger = logging.getLogger("accounts.sessions")
 
 
-def session_open(*, user: User, request=None, device_id: str = "") -> SessionTokens:
+def session_open(*, user: User, request=None, device_id: str = "", account_changed: bool = False) -> SessionTokens:
     """Open a session for `user` and return its first access and refresh tokens.
 
     The session records the client's user agent and address (as TRUSTED_PROXY_COUNT
     reads it) for the user's session list and the admin, and the device that signed in.
+    Call it with the account locked (or just created) in the caller's transaction: the
+    session goes into the session cache when it commits. `account_changed` says the
+    caller changed the account too (a sign-in's `last_login`), which invalidates the
+    account's other cached sessions.
     """
+    # Read under the caller's lock on the account, before anything is written (see session_cache).
+    seen = seen_nonces(user.pk)
     now = timezone.now()
     session = Session.objects.create(
         user=user,
@@ -43,21 +50,30 @@ def session_open(*, user: User, request=None, device_id: str = "") -> SessionTok
         device_id=device_id,
         **request_facts(request),
     )
-    return session_tokens(session=session, user=user, now=now)
+    return session_tokens(session=session, user=user, now=now, seen=seen, account_changed=account_changed)
 
 
-def session_tokens(*, session: Session, user: User, now) -> SessionTokens:
-    """Issue the session's next refresh token and a new access token."""
+def session_tokens(
+    *, session: Session, user: User, now, seen: Miss | None = None, account_changed: bool = False
+) -> SessionTokens:
+    """Issue the session's next refresh token and a new access token.
+
+    With `seen` (the account's cache nonces, read before its rows were), the session is
+    written to the session cache when the transaction commits.
+    """
     refresh_token, digest = refresh_token_generate()
     RefreshToken.objects.create(session=session, token_hash=digest, created_at=now)
+    if seen is not None or account_changed:
+        session_cached(session=session, user=user, seen=seen, account_changed=account_changed)
     token, payload = access_token_issue(user=user, session=session)
     return SessionTokens(
         token=token, payload=payload, refresh_token=refresh_token, refresh_expires_at=session.ends_at()
     )
 
 
-def _refresh_token_for_update(refresh_token: str) -> RefreshToken:
-    """Return the stored refresh token with its session, both locked; raise TokenInvalid.
+def _refresh_token_for_update(refresh_token: str) -> tuple[RefreshToken, Miss | None]:
+    """Return the stored refresh token with its session, both locked, and the account's
+    cache nonces read before them; raise TokenInvalid.
 
     The session's row first, then the token's (the one lock order): concurrent uses of
     one token wait for each other, then see the first one's `used_at`; a refresh racing
@@ -65,7 +81,9 @@ def _refresh_token_for_update(refresh_token: str) -> RefreshToken:
     account is read, not locked. (SQLite serialises every write transaction.)
     """
     digest = refresh_token_digest(refresh_token)
-    found = RefreshToken.objects.filter(token_hash=digest).values_list("session_id").first()
+    found = RefreshToken.objects.filter(token_hash=digest).values_list("session_id", "session__user_id").first()
+    # Before the account's row is read: a change committed after this read has replaced them.
+    seen = seen_nonces(found[1]) if found is not None else None
     session = (
         Session.objects.select_for_update(no_key=True, of=("self",)).select_related("user").filter(pk=found[0]).first()
         if found is not None
@@ -76,7 +94,7 @@ def _refresh_token_for_update(refresh_token: str) -> RefreshToken:
         # Never issued, or gone with its session (its account, housekeeping, a password change).
         raise TokenInvalid
     row.session = session
-    return row
+    return row, seen
 
 
 def _is_replay(row: RefreshToken, now) -> bool:
@@ -97,6 +115,7 @@ def _refusal(row: RefreshToken, now, request=None) -> AuthError | None:
         Session.objects.filter(pk=session.pk).update(
             revoked_at=now, revoked_reason=SessionEndReason.REFRESH_TOKEN_REUSE
         )
+        users_changed([session.user_id], session_ids=[session.pk])
         logger.warning(
             "Refresh token reuse: session %s of user %s ended (the token was used at %s)",
             session.pk,
@@ -129,14 +148,14 @@ def refresh_token_rotate(*, refresh_token: str, request=None) -> tuple[User, Ses
     """
     now = timezone.now()
     with transaction.atomic():
-        row = _refresh_token_for_update(refresh_token)
+        row, seen = _refresh_token_for_update(refresh_token)
         refusal = _refusal(row, now, request)
         # Conditional on still being unused: even without the row lock, one use wins.
         if refusal is None and RefreshToken.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now):
             session, user = row.session, row.session.user
             session.last_used_at = now
             Session.objects.filter(pk=session.pk).update(last_used_at=now)
-            return user, session_tokens(session=session, user=user, now=now)
+            return user, session_tokens(session=session, user=user, now=now, seen=seen)
     raise refusal or RefreshTokenAlreadyUsed()
 
 
@@ -150,11 +169,12 @@ def refresh_token_revoke(*, refresh_token: str, request=None) -> Session:
     """
     now = timezone.now()
     with transaction.atomic():
-        row = _refresh_token_for_update(refresh_token)
+        row, _ = _refresh_token_for_update(refresh_token)
         session = row.session
         if session.revoked_at is None and not _is_replay(row, now):
             session.revoked_at, session.revoked_reason = now, SessionEndReason.LOGOUT
             Session.objects.filter(pk=session.pk).update(revoked_at=now, revoked_reason=SessionEndReason.LOGOUT)
+            users_changed([session.user_id], session_ids=[session.pk])
             auth_event_record(kind=AuthEventKind.LOGOUT, request=request, user=session.user, session_id=session.pk)
             return session
         refusal = _refusal(row, now, request)
@@ -193,6 +213,7 @@ def sessions_revoke(sessions, *, reason: str, request=None, actor: User | None =
         sessions_live(sessions, now=now).select_for_update(no_key=True).order_by("pk").values_list("pk", "user_id")
     )
     count = Session.objects.filter(pk__in=[pk for pk, _ in locked]).update(revoked_at=now, revoked_reason=reason)
+    users_changed([user_id for _, user_id in locked], session_ids=[pk for pk, _ in locked])
     facts = request_facts(request)
     by_actor = f" by user {actor.pk}" if actor is not None else ""
     for user_id, ended in sorted(Counter(user_id for _, user_id in locked).items()):
@@ -228,6 +249,7 @@ def user_deactivate(*, user: User, request=None) -> int:
     locked = user_locked(user)
     if locked.is_active:
         User.objects.filter(pk=locked.pk).update(is_active=False)
+        users_changed([locked.pk])
     user.is_active = False
     # Its emailed links go too: reactivating the account must not revive them either.
     account_tokens_revoke(user=locked)
@@ -268,13 +290,16 @@ def sessions_delete_stale(*, dry_run: bool = False, batch_size: int = 1000) -> S
         for stale in (expired, revoked):
             while True:
                 with transaction.atomic():
-                    batch = list(
+                    rows = list(
                         stale.select_for_update(skip_locked=True)
                         .order_by("pk")
-                        .values_list("pk", flat=True)[:batch_size]
+                        .values_list("pk", "user_id")[:batch_size]
                     )
-                    if not batch:
+                    if not rows:
                         break
+                    batch = [pk for pk, _ in rows]
                     RefreshToken.objects.filter(session__in=batch).delete()
                     Session.objects.filter(pk__in=batch).delete()
+                    # Their entries ended with them (an entry never outlives its session); this is belt and braces.
+                    users_changed([user_id for _, user_id in rows], session_ids=batch)
     return counts

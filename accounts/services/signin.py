@@ -165,7 +165,7 @@ def sign_in(user: User, request, *, device_id: str = "") -> SessionTokens:
     """Record the login and open its session (inside the caller's transaction, the account locked)."""
     user.last_login = timezone.now()
     User.objects.filter(pk=user.pk).update(last_login=user.last_login)
-    return session_open(user=user, request=request, device_id=device_id)
+    return session_open(user=user, request=request, device_id=device_id, account_changed=True)
 
 
 def admin_sign_in_record(*, request, email: str | None, user: User | None, refusal: RateLimited | None = None) -> None:

@@ -34,13 +34,15 @@ MIDDLEWARE = [
     "config.https.HttpsOnlyApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, CSRF, session-user and message middleware serve the admin only:
+    # these subclasses skip the API paths, which use none of them (config/middleware.py).
+    "config.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # After Django's: on the GraphQL paths the Bearer token replaces the session user.
+    "config.middleware.CsrfViewMiddleware",
+    "config.middleware.AuthenticationMiddleware",
+    # After Django's: on the GraphQL paths the Bearer token is the user.
     "accounts.middleware.JSONWebTokenMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -284,6 +286,12 @@ GATEHOUSE = {
     # After a Redis failure, rate limits are counted in each process's memory for this many
     # seconds before Redis is tried again (one trial call).
     "RATE_LIMIT_REDIS_COOLDOWN": env_int("RATE_LIMIT_REDIS_COOLDOWN", 5, minimum=1),
+    # The per-request session check from Redis (accounts/session_cache.py): the Redis it
+    # uses (REDIS_URL; none turns it off), and how long an entry lives at most, seconds
+    # (0 turns it off). Every change made through Gatehouse invalidates at once; a change
+    # made in the database behind its back is seen within this time.
+    "SESSION_CACHE_URL": REDIS_URL,
+    "SESSION_CACHE_TTL": env_seconds("SESSION_CACHE_TTL", 60, minimum=0),
     # Send account emails from a background thread, so no response waits for (or reveals) a mail.
     "EMAIL_ASYNC": env_bool("EMAIL_ASYNC", True),
     # Cookie mode for browser apps: the refresh token travels in an HttpOnly cookie instead

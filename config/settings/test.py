@@ -51,6 +51,9 @@ GATEHOUSE = {
     # other stores override it.
     "RATE_LIMIT_STORE": "database",
     "RATE_LIMIT_REDIS_COOLDOWN": 5,
+    # Off: tests of the session cache turn it on with TEST_REDIS_URL (tests/accounts/test_session_cache.py).
+    "SESSION_CACHE_URL": None,
+    "SESSION_CACHE_TTL": 60,
     # Synchronous, so that a test sees the mail in the locmem outbox at once.
     "EMAIL_ASYNC": False,
 }

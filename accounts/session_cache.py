@@ -1,0 +1,387 @@
+"""The per-request session check from Redis: one round trip and no SQL for a known session.
+
+What is kept, per live session (`{prefix}:sc:s:<sid>`): the account's fields that
+resolvers read (every column but the password hash) and the session's absolute end and
+last refresh, from which its idle end follows. The TTL is at most SESSION_CACHE_TTL and
+never reaches past the session's end. Only live sessions of active accounts are kept;
+nothing in Redis is a secret (no hash, no token, no digest of one).
+
+Invalidation by nonce. Each account has a random nonce (`{prefix}:sc:u:<user id>`) and
+the deployment one more (`{prefix}:sc:g`). An entry is written under the nonces current
+at the time and counts only while both are unchanged, so replacing an account's nonce
+invalidates every entry of that account at once, in every process, with one SET; the
+global one invalidates all. Every service that changes what an entry holds (a session
+ended, a password, a name, an address, a flag) calls `users_changed`, which replaces the
+nonces of those accounts right after its transaction commits, before the mutation or
+admin action returns.
+
+The fill race: a request that misses reads the database and then writes the entry; a
+change committed in between would leave the entry stale. So the writer states the nonces
+it saw before it read the database (the same MGET that missed), and a Lua script writes
+only if they are still current: a change that committed after the read has replaced
+them after its commit. Sign-in and refresh write their new session the same way, with the
+nonces read under their row locks. An evicted or expired nonce only turns hits into misses.
+
+Failures: when Redis is unreachable, slow (one socket timeout) or answers nonsense, the
+database answers instead (counted in `stats`), and a circuit breaker keeps this process
+on the database for RATE_LIMIT_REDIS_COOLDOWN seconds, logging once per outage. An
+invalidation that could not be written is not forgotten: the process's next successful
+call replaces the global nonce first, so entries that missed it die with all others.
+Entries changed behind the services' back (an `update()` in a shell) live at most
+SESSION_CACHE_TTL seconds.
+"""
+
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+import orjson
+import redis
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from accounts.exceptions import TokenExpired
+from accounts.models import User
+from accounts.ratelimit import REDIS_SOCKET_TIMEOUT, CircuitBreaker
+
+logger = logging.getLogger(__name__)
+
+# Hits, misses, writes, database fallbacks (Redis down or nonsense), malformed entries
+# and invalidations that could not be written, since the process started.
+stats: Counter = Counter()
+
+FORMAT = b"1"  # bumped whenever the layout of an entry changes: old entries become misses
+
+
+@cache
+def cached_fields() -> tuple[str, ...]:
+    """The account's columns an entry holds: all but the password hash, in model order."""
+    return tuple(field.attname for field in User._meta.concrete_fields if field.attname != "password")
+
+
+@cache
+def _datetime_fields() -> frozenset[str]:
+    fields = User._meta.concrete_fields
+    return frozenset(field.attname for field in fields if field.get_internal_type() == "DateTimeField")
+
+
+def viewer_build(values: dict) -> User:
+    """Return the account from its cached (or selected) columns; the password stays deferred.
+
+    Django loads a deferred field on first access and `save()` writes only loaded fields,
+    so a service that needs the hash reads it, and none can overwrite it by accident.
+    """
+    names = cached_fields()
+    return User.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names])
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the per-request check needs: the account and the session's two deadlines."""
+
+    user: User
+    expires_at: datetime
+    last_used_at: datetime
+
+    def check(self, now: datetime) -> User:
+        """Return the account; raise TokenExpired when the session is past its idle or absolute end."""
+        idle_end = self.last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME)
+        if now >= self.expires_at or now >= idle_end:
+            raise TokenExpired
+        return self.user
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A lookup that found no current entry, and the nonces it saw (for a safe write)."""
+
+    user_nonce: bytes
+    global_nonce: bytes
+
+
+# Writes the entry only if the nonces are still those the writer saw before it read the
+# database, and creates a missing nonce. With ARGV[6] = 1 (a sign-in, which changes the
+# account) it replaces the account's nonce whatever it was, so the account's other
+# entries die. Each write extends both nonces' TTL past the entry's.
+# KEYS: entry, account nonce, global nonce. ARGV: seen account nonce, seen global nonce,
+# a fresh nonce, the entry's body, its TTL (ms), replace, the nonces' TTL (ms).
+_FILL_SCRIPT = """
+local u = redis.call('GET', KEYS[2]) or ''
+local g = redis.call('GET', KEYS[3]) or ''
+local fresh = u == ARGV[1] and g == ARGV[2]
+if ARGV[6] == '1' or u == '' then
+  u = ARGV[3]
+  redis.call('SET', KEYS[2], u, 'PX', ARGV[7])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+end
+if g == '' then
+  g = ARGV[3]
+  redis.call('SET', KEYS[3], g, 'PX', ARGV[7])
+else
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+if not fresh then
+  return 0
+end
+redis.call('SET', KEYS[1], u .. '|' .. g .. '|' .. ARGV[4], 'PX', ARGV[5])
+return 1
+"""
+
+
+class SessionCache:
+    """The cache of one Redis URL, with its breaker; one per process."""
+
+    def __init__(self, url: str, *, cooldown: float):
+        # No retries: a retry would multiply the wait on a frozen Redis; the breaker decides.
+        self.client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
+            socket_timeout=REDIS_SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.fill_script = self.client.register_script(_FILL_SCRIPT)
+        pool = self.client.connection_pool.connection_kwargs
+        self.breaker = CircuitBreaker(
+            cooldown,
+            f"{pool.get('host', pool.get('path', '?'))}:{pool.get('port', '')}",
+            what="session checks",
+            fallback="are read from the database",
+        )
+        # Set when an invalidation could not be written: the next successful call first
+        # replaces the global nonce.
+        self.flush_pending = False
+        self._lock = threading.Lock()
+
+    # Keys ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _prefix() -> str:
+        return f"{settings.REDIS_KEY_PREFIX}:sc"
+
+    def _keys(self, session_id: str, user_id: int) -> tuple[str, str, str]:
+        prefix = self._prefix()
+        return f"{prefix}:s:{session_id}", f"{prefix}:u:{user_id}", f"{prefix}:g"
+
+    # Calls through the breaker --------------------------------------------------------
+
+    def _call(self, operation):
+        """Run `operation(client)` unless the breaker is open; None when Redis failed or was skipped."""
+        if not self.breaker.allow():
+            return None
+        try:
+            if self.flush_pending:
+                self._flush_all()
+            result = operation(self.client)
+        except Exception as error:  # down, frozen, or nonsense: the database answers instead
+            self.breaker.failed(error)
+            return None
+        self.breaker.succeeded()
+        return result
+
+    def _flush_all(self) -> None:
+        self.client.set(f"{self._prefix()}:g", secrets.token_hex(8), px=_nonce_ttl_ms())
+        self.flush_pending = False
+        logger.info("Session cache: every entry invalidated after an invalidation had failed.")
+
+    # Reads ------------------------------------------------------------------------------
+
+    def lookup(self, session_id: str, user_id: int) -> Access | Miss | None:
+        """Return the session's entry, a Miss (with the nonces seen), or None when Redis failed."""
+        keys = self._keys(session_id, user_id)
+        answer = self._call(lambda client: _checked_mget(client.mget(keys)))
+        if answer is None:
+            stats["fallback"] += 1
+            return None
+        entry, user_nonce, global_nonce = answer
+        if entry is not None and user_nonce is not None and global_nonce is not None:
+            parts = entry.split(b"|", 3)
+            if len(parts) == 4 and parts[0] == user_nonce and parts[1] == global_nonce and parts[2] == FORMAT:
+                access = _decode(parts[3], user_id)
+                if access is not None:
+                    stats["hit"] += 1
+                    return access
+                stats["malformed"] += 1
+        stats["miss"] += 1
+        return Miss(user_nonce or b"", global_nonce or b"")
+
+    def nonces(self, user_id: int) -> Miss | None:
+        """Return the account's current nonces (for a write after a database read), or None."""
+        prefix = self._prefix()
+        answer = self._call(lambda client: _checked_nonces(client.mget([f"{prefix}:u:{user_id}", f"{prefix}:g"])))
+        return None if answer is None else Miss(answer[0] or b"", answer[1] or b"")
+
+    # Writes -----------------------------------------------------------------------------
+
+    def fill(self, *, session_id: str, user: User, expires_at, last_used_at, seen: Miss, replace: bool = False):
+        """Write the session's entry if the nonces are still `seen` (see the module docstring)."""
+        now = time.time()
+        ends = min(expires_at, last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME))
+        ttl_ms = min(settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000, int((ends.timestamp() - now) * 1000))
+        if ttl_ms <= 0:
+            return
+        body = FORMAT + b"|" + _encode(user, expires_at, last_used_at)
+        keys = self._keys(session_id, user.pk)
+        args = [seen.user_nonce, seen.global_nonce, secrets.token_hex(8), body, ttl_ms, int(replace), _nonce_ttl_ms()]
+        written = self._call(lambda client: self.fill_script(keys=list(keys), args=args))
+        if written is None and replace:
+            # The account changed and its other entries could not be invalidated.
+            self.flush_pending = True
+            stats["invalidation_failed"] += 1
+        elif written:
+            stats["write"] += 1
+
+    def invalidate(self, user_ids, session_ids=()) -> None:
+        """Replace the nonces of these accounts (and drop these sessions' entries)."""
+        prefix, ttl = self._prefix(), _nonce_ttl_ms()
+
+        def write(client):
+            pipe = client.pipeline(transaction=False)
+            for user_id in user_ids:
+                pipe.set(f"{prefix}:u:{user_id}", secrets.token_hex(8), px=ttl)
+            if session_ids:
+                pipe.delete(*(f"{prefix}:s:{session_id}" for session_id in session_ids))
+            return pipe.execute()
+
+        if self._call(write) is None:
+            self.flush_pending = True
+            stats["invalidation_failed"] += 1
+
+
+def _nonce_ttl_ms() -> int:
+    # Longer than any entry written under the nonce (each write extends it): a nonce never
+    # expires while an entry refers to it, and one that does only turns hits into misses.
+    return 2 * settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000 + 60_000
+
+
+def _checked_mget(answer):
+    if not isinstance(answer, list) or len(answer) != 3 or not all(v is None or isinstance(v, bytes) for v in answer):
+        raise ValueError("unexpected answer to the session lookup")
+    return answer
+
+
+def _checked_nonces(answer):
+    if not isinstance(answer, list) or len(answer) != 2 or not all(v is None or isinstance(v, bytes) for v in answer):
+        raise ValueError("unexpected answer to the nonce lookup")
+    return answer
+
+
+def _encode(user: User, expires_at, last_used_at) -> bytes:
+    return orjson.dumps([user.pk, expires_at, last_used_at, *(getattr(user, name) for name in cached_fields())])
+
+
+def _decode(body: bytes, user_id: int) -> Access | None:
+    """Return the entry's Access, or None when it is not one we wrote (it is then replaced)."""
+    names, datetimes = cached_fields(), _datetime_fields()
+    try:
+        values = orjson.loads(body)
+        if not isinstance(values, list) or len(values) != len(names) + 3 or values[0] != user_id:
+            return None
+        row = dict(zip(names, values[3:], strict=True))
+        for name in datetimes:
+            if row[name] is not None:
+                row[name] = datetime.fromisoformat(row[name])
+        if row["id"] != user_id or row["is_active"] is not True:
+            return None
+        return Access(viewer_build(row), datetime.fromisoformat(values[1]), datetime.fromisoformat(values[2]))
+    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+        return None
+
+
+_caches: dict[tuple[str, float], SessionCache] = {}
+_caches_lock = threading.Lock()
+
+
+def session_cache() -> SessionCache | None:
+    """Return this process's session cache, or None when it is off (no Redis, or a TTL of 0)."""
+    url = settings.GATEHOUSE["SESSION_CACHE_URL"]
+    if not url or settings.GATEHOUSE["SESSION_CACHE_TTL"] <= 0:
+        return None
+    config = (url, float(settings.GATEHOUSE["RATE_LIMIT_REDIS_COOLDOWN"]))
+    store = _caches.get(config)
+    if store is None:
+        with _caches_lock:
+            store = _caches.get(config)
+            if store is None:
+                store = _caches[config] = SessionCache(url, cooldown=config[1])
+    return store
+
+
+def session_cache_reset() -> None:
+    """Forget this process's connections, breakers and counts (tests)."""
+    with _caches_lock:
+        _caches.clear()
+    stats.clear()
+
+
+# What the services call ---------------------------------------------------------------
+
+
+def users_changed(user_ids, *, session_ids=()) -> None:
+    """Invalidate every cached session of these accounts once the transaction commits.
+
+    Call it beside every write that ends a session or changes an account: after the
+    commit (never before, or a request could cache the old rows again in between), and
+    before the mutation or admin action returns.
+    """
+    store = session_cache()
+    if store is None:
+        return
+    user_ids, session_ids = sorted(set(user_ids)), [str(s).replace("-", "") for s in session_ids]
+    if user_ids or session_ids:
+        transaction.on_commit(lambda: store.invalidate(user_ids, session_ids))
+
+
+def seen_nonces(user_id: int) -> Miss | None:
+    """Return the account's nonces before its rows are read, for `session_cached`; None when off."""
+    store = session_cache()
+    return store.nonces(user_id) if store is not None else None
+
+
+def session_cached(*, session, user: User, seen: Miss | None, account_changed: bool = False) -> None:
+    """Write a session just opened or refreshed to the cache once the transaction commits.
+
+    `seen` are the nonces read before (or under the row lock of) the rows written here;
+    `account_changed` also invalidates the account's other entries (a sign-in changes
+    `last_login`).
+    """
+    store = session_cache()
+    if store is None or seen is None:
+        if store is not None and account_changed:
+            users_changed([user.pk])
+        return
+    session_id, expires_at, last_used_at = session.id.hex, session.expires_at, session.last_used_at
+    transaction.on_commit(
+        lambda: store.fill(
+            session_id=session_id,
+            user=user,
+            expires_at=expires_at,
+            last_used_at=last_used_at,
+            seen=seen,
+            replace=account_changed,
+        )
+    )
+
+
+@receiver(post_save, sender=User)
+def _account_saved(sender, instance, created, **kwargs):
+    # Every save of an existing account (the admin's forms, a password or profile change,
+    # a shell) may change what its entries hold. A new account has none yet.
+    if not created:
+        users_changed([instance.pk])
+
+
+@receiver(setting_changed)
+def _reset(*, setting, **kwargs):
+    if setting in {"GATEHOUSE", "REDIS_KEY_PREFIX"}:
+        session_cache_reset()

@@ -1,0 +1,114 @@
+"""Where one GraphQL request spends its time, in process. Prints µs per request.
+
+Production settings on Postgres (a scratch database it creates and drops), Django's test
+client, N requests each of `me` with a valid token, without a token and with an invalid
+one (signature bytes flipped). With REDIS_URL set, the valid-token request is served from
+the shared cache after the first. `--profile SCENARIO` prints cProfile's top functions.
+
+    .venv/bin/python bench/profile_request.py                    # Postgres, no Redis
+    REDIS_URL=redis://127.0.0.1:6379/3 .venv/bin/python bench/profile_request.py
+    .venv/bin/python bench/profile_request.py --profile valid
+
+Environment: PROFILE_PG_URL (default postgres://postgres@127.0.0.1:5432), N (2000).
+To compare with an older tree, copy this file into its bench/ and run it there.
+"""
+
+import argparse
+import cProfile
+import os
+import pstats
+import secrets
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG = os.environ.get("PROFILE_PG_URL", "postgres://postgres@127.0.0.1:5432")
+DB = f"gh_profile_{os.getpid()}"
+N = int(os.environ.get("N", "2000"))
+QUERY = b'{"query": "query { me { id username email } }"}'
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", choices=("valid", "none", "invalid"))
+    args = parser.parse_args()
+    import psycopg2
+
+    admin = psycopg2.connect(f"{PG}/postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{DB}"')
+    try:
+        run(args)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        admin.close()
+
+
+def run(args):
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
+        JWT_SIGNING_KEY=secrets.token_urlsafe(40),
+        DJANGO_ALLOWED_HOSTS="testserver",
+        DATABASE_URL=f"{PG}/{DB}",
+        LOG_LEVEL="ERROR",
+        JWT_ACCESS_TOKEN_LIFETIME="86400",  # noqa: S106 (a lifetime, not a password)
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.test import Client
+
+    from accounts.models import User
+    from accounts.services import session_open
+
+    user = User.objects.create_user("profiled", "profiled@example.com", "x-Password-1")
+    token = session_open(user=user).token
+    head, payload, signature = token.split(".")
+    flipped = signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")
+    scenarios = {
+        "valid": {"HTTP_AUTHORIZATION": f"Bearer {token}"},
+        "none": {},
+        "invalid": {"HTTP_AUTHORIZATION": f"Bearer {head}.{payload}.{flipped}"},
+    }
+    client = Client(HTTP_X_FORWARDED_PROTO="https", HTTP_ACCEPT="application/json")
+
+    def send(headers):
+        return client.post("/graphql", QUERY, content_type="application/json", **headers)
+
+    for name, headers in scenarios.items():
+        response = send(headers)
+        if response.status_code != 200 or ("errors" in response.json()) != (name == "invalid"):
+            raise SystemExit(f"{name}: unexpected answer {response.status_code} {response.content!r}")
+    if args.profile:
+        headers = scenarios[args.profile]
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(N):
+            send(headers)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        return
+    redis = "set" if os.environ.get("REDIS_URL") else "unset"
+    print(f"in-process, production settings, Postgres, REDIS_URL={redis}, {N} requests each")
+    for name, headers in scenarios.items():
+        for _ in range(200):
+            send(headers)
+        start = time.perf_counter()
+        for _ in range(N):
+            send(headers)
+        elapsed = time.perf_counter() - start
+        print(f"  me {name:<8} {elapsed / N * 1e6:7.0f} µs per request")
+
+
+if __name__ == "__main__":
+    main()
