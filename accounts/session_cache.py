@@ -60,7 +60,9 @@ logger = logging.getLogger(__name__)
 # and invalidations that could not be written, since the process started.
 stats: Counter = Counter()
 
-FORMAT = b"1"  # bumped whenever the layout of an entry changes: old entries become misses
+FORMAT = b"1"
+# How often a process that lost an invalidation retries the global flush, seconds.
+FLUSH_RETRY_SECONDS = 0.25  # bumped whenever the layout of an entry changes: old entries become misses
 
 
 @cache
@@ -109,26 +111,44 @@ class Miss:
     global_nonce: bytes
 
 
-# Writes the entry only if the nonces are still those the writer saw before it read the
-# database, and creates a missing nonce. With ARGV[6] = 1 (a sign-in, which changes the
-# account) it replaces the account's nonce whatever it was, so the account's other
-# entries die. Each write extends both nonces' TTL past the entry's.
+# Returns the two nonces, creating either that is missing (or not a string), so that a
+# writer always states real nonces: an absent one must never count as unchanged, or a
+# nonce evicted after a change would let a stale write through.
+# KEYS: account nonce, global nonce. ARGV: a fresh account nonce, a fresh global nonce, TTL (ms).
+_NONCES_SCRIPT = """
+local out = {}
+for i = 1, 2 do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind == 'string' then
+    out[i] = redis.call('GET', KEYS[i])
+  else
+    if kind ~= 'none' then
+      redis.call('DEL', KEYS[i])
+    end
+    redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[3])
+    out[i] = ARGV[i]
+  end
+end
+return out
+"""
+
+# Writes the entry only if both nonces are still those the writer saw before it read the
+# database. With ARGV[6] = 1 (a sign-in, which changes the account) it also replaces the
+# account's nonce, whatever it was, so the account's other entries die. Each write
+# extends both nonces' TTL past the entry's.
 # KEYS: entry, account nonce, global nonce. ARGV: seen account nonce, seen global nonce,
 # a fresh nonce, the entry's body, its TTL (ms), replace, the nonces' TTL (ms).
 _FILL_SCRIPT = """
 local u = redis.call('GET', KEYS[2]) or ''
 local g = redis.call('GET', KEYS[3]) or ''
-local fresh = u == ARGV[1] and g == ARGV[2]
-if ARGV[6] == '1' or u == '' then
+local fresh = ARGV[1] ~= '' and ARGV[2] ~= '' and u == ARGV[1] and g == ARGV[2]
+if ARGV[6] == '1' then
   u = ARGV[3]
   redis.call('SET', KEYS[2], u, 'PX', ARGV[7])
-else
+elseif u ~= '' then
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
 end
-if g == '' then
-  g = ARGV[3]
-  redis.call('SET', KEYS[3], g, 'PX', ARGV[7])
-else
+if g ~= '' then
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
 if not fresh then
@@ -151,6 +171,7 @@ class SessionCache:
             retry=Retry(NoBackoff(), 0),
         )
         self.fill_script = self.client.register_script(_FILL_SCRIPT)
+        self.nonces_script = self.client.register_script(_NONCES_SCRIPT)
         pool = self.client.connection_pool.connection_kwargs
         self.breaker = CircuitBreaker(
             cooldown,
@@ -158,9 +179,11 @@ class SessionCache:
             what="session checks",
             fallback="are read from the database",
         )
-        # Set when an invalidation could not be written: the next successful call first
-        # replaces the global nonce.
+        # Set when an invalidation could not be written: the global nonce must be replaced
+        # (by the next call, and by a background retry) before anything is trusted again.
         self.flush_pending = False
+        self._flush_until = 0.0
+        self._flush_thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     # Keys ---------------------------------------------------------------------------
@@ -175,9 +198,13 @@ class SessionCache:
 
     # Calls through the breaker --------------------------------------------------------
 
-    def _call(self, operation):
-        """Run `operation(client)` unless the breaker is open; None when Redis failed or was skipped."""
-        if not self.breaker.allow():
+    def _call(self, operation, *, always: bool = False):
+        """Run `operation(client)` unless the breaker is open; None when Redis failed or was skipped.
+
+        `always` tries even while the breaker is open: an invalidation is rare and must
+        not be skipped because this process saw one slow answer a moment ago.
+        """
+        if not always and not self.breaker.allow():
             return None
         try:
             if self.flush_pending:
@@ -186,13 +213,50 @@ class SessionCache:
         except Exception as error:  # down, frozen, or nonsense: the database answers instead
             self.breaker.failed(error)
             return None
-        self.breaker.succeeded()
+        if not always:
+            # Only the calls the breaker let through close it (an invalidation's SET proves little).
+            self.breaker.succeeded()
         return result
 
     def _flush_all(self) -> None:
         self.client.set(f"{self._prefix()}:g", secrets.token_hex(8), px=_nonce_ttl_ms())
         self.flush_pending = False
         logger.info("Session cache: every entry invalidated after an invalidation had failed.")
+
+    def _invalidation_failed(self) -> None:
+        """Remember a lost invalidation and retry the global flush until it lands or is moot.
+
+        The retry runs in the background, so the other processes stop trusting the stale
+        entries as soon as this one reaches Redis again, whether or not it serves another
+        request. After SESSION_CACHE_TTL every entry written before the loss has expired,
+        so the retry stops then.
+        """
+        stats["invalidation_failed"] += 1
+        with self._lock:
+            first, self.flush_pending = not self.flush_pending, True
+            self._flush_until = time.monotonic() + settings.GATEHOUSE["SESSION_CACHE_TTL"] + 1
+            if self._flush_thread is None or not self._flush_thread.is_alive():
+                self._flush_thread = threading.Thread(target=self._retry_flush, name="session-cache-flush", daemon=True)
+                self._flush_thread.start()
+        if first:
+            logger.warning(
+                "Session cache: an invalidation could not be written; every entry will be invalidated as soon as "
+                "Redis answers (retried in the background for %s s).",
+                settings.GATEHOUSE["SESSION_CACHE_TTL"],
+            )
+
+    def _retry_flush(self) -> None:
+        while self.flush_pending and time.monotonic() < self._flush_until:
+            time.sleep(FLUSH_RETRY_SECONDS)
+            try:
+                if self.flush_pending:
+                    self._flush_all()
+            except Exception as error:  # still unreachable: try again until the deadline
+                logger.debug("Session cache: the global flush failed again (%s).", type(error).__name__)
+        with self._lock:
+            if time.monotonic() >= self._flush_until:
+                # Every entry that could be stale has expired by now.
+                self.flush_pending = False
 
     # Reads ------------------------------------------------------------------------------
 
@@ -213,13 +277,27 @@ class SessionCache:
                     return access
                 stats["malformed"] += 1
         stats["miss"] += 1
-        return Miss(user_nonce or b"", global_nonce or b"")
+        if user_nonce is None or global_nonce is None:
+            # First use of the account (or an evicted nonce): create them, one more round trip.
+            return self._ensured_nonces(keys[1], keys[2])
+        return Miss(user_nonce, global_nonce)
 
     def nonces(self, user_id: int) -> Miss | None:
         """Return the account's current nonces (for a write after a database read), or None."""
-        prefix = self._prefix()
-        answer = self._call(lambda client: _checked_nonces(client.mget([f"{prefix}:u:{user_id}", f"{prefix}:g"])))
-        return None if answer is None else Miss(answer[0] or b"", answer[1] or b"")
+        keys = self._keys("", user_id)[1:]
+        answer = self._call(lambda client: _checked_nonces(client.mget(keys)))
+        if answer is None:
+            return None
+        if answer[0] is None or answer[1] is None:
+            return self._ensured_nonces(*keys)
+        return Miss(answer[0], answer[1])
+
+    def _ensured_nonces(self, user_key: str, global_key: str) -> Miss | None:
+        args = [secrets.token_hex(8), secrets.token_hex(8), _nonce_ttl_ms()]
+        answer = self._call(lambda client: _checked_nonces(self.nonces_script(keys=[user_key, global_key], args=args)))
+        if answer is None or None in answer:
+            return None
+        return Miss(answer[0], answer[1])
 
     # Writes -----------------------------------------------------------------------------
 
@@ -233,11 +311,10 @@ class SessionCache:
         body = FORMAT + b"|" + _encode(user, expires_at, last_used_at)
         keys = self._keys(session_id, user.pk)
         args = [seen.user_nonce, seen.global_nonce, secrets.token_hex(8), body, ttl_ms, int(replace), _nonce_ttl_ms()]
-        written = self._call(lambda client: self.fill_script(keys=list(keys), args=args))
+        written = self._call(lambda client: _checked_flag(self.fill_script(keys=list(keys), args=args)), always=replace)
         if written is None and replace:
             # The account changed and its other entries could not be invalidated.
-            self.flush_pending = True
-            stats["invalidation_failed"] += 1
+            self._invalidation_failed()
         elif written:
             stats["write"] += 1
 
@@ -251,11 +328,14 @@ class SessionCache:
                 pipe.set(f"{prefix}:u:{user_id}", secrets.token_hex(8), px=ttl)
             if session_ids:
                 pipe.delete(*(f"{prefix}:s:{session_id}" for session_id in session_ids))
-            return pipe.execute()
+            answers = pipe.execute()
+            sets, deletes = answers[: len(user_ids)], answers[len(user_ids) :]
+            if not all(answer is True for answer in sets) or not all(type(answer) is int for answer in deletes):
+                raise ValueError("unexpected answer to an invalidation")
+            return answers
 
-        if self._call(write) is None:
-            self.flush_pending = True
-            stats["invalidation_failed"] += 1
+        if self._call(write, always=True) is None:
+            self._invalidation_failed()
 
 
 def _nonce_ttl_ms() -> int:
@@ -267,6 +347,12 @@ def _nonce_ttl_ms() -> int:
 def _checked_mget(answer):
     if not isinstance(answer, list) or len(answer) != 3 or not all(v is None or isinstance(v, bytes) for v in answer):
         raise ValueError("unexpected answer to the session lookup")
+    return answer
+
+
+def _checked_flag(answer):
+    if type(answer) is not int or answer not in (0, 1):
+        raise ValueError("unexpected answer to a session write")
     return answer
 
 
@@ -318,8 +404,10 @@ def session_cache() -> SessionCache | None:
 
 
 def session_cache_reset() -> None:
-    """Forget this process's connections, breakers and counts (tests)."""
+    """Forget this process's connections, breakers, pending flushes and counts (tests)."""
     with _caches_lock:
+        for store in _caches.values():
+            store.flush_pending = False  # its retry thread, if any, ends at its next turn
         _caches.clear()
     stats.clear()
 
