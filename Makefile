@@ -4,7 +4,7 @@ VENV ?= .venv
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: run test lint schema check-schema migrations-check ci clean
+.PHONY: run test bench lint schema check-schema migrations-check ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(VENV)/.runtime
 ## Run the whole test suite (SQLite unless DATABASE_URL is set).
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Load benchmark: req/s, latency, SQL and Redis commands per request, without and with Redis (about 4 minutes; bench/load.py).
+bench: $(VENV)/.runtime
+	$(BIN)/python bench/load.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ To compare with an older tree, copy this file into its bench/ and run it there.
 
 import argparse
 import cProfile
+import io
 import os
 import pstats
 import secrets
@@ -98,16 +99,43 @@ def run(args):
         profiler.disable()
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
         return
+    from django.core.handlers.wsgi import WSGIHandler
+
+    handler = WSGIHandler()
+
+    def call_wsgi(headers):
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/graphql",
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "443",
+            "HTTP_HOST": "testserver",
+            "HTTP_X_FORWARDED_PROTO": "https",
+            "HTTP_ACCEPT": "application/json",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(QUERY)),
+            "wsgi.input": io.BytesIO(QUERY),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            **headers,
+        }
+        body = handler(environ, lambda status, response_headers, exc_info=None: None)
+        b"".join(body)
+        body.close()
+
     redis = "set" if os.environ.get("REDIS_URL") else "unset"
-    print(f"in-process, production settings, Postgres, REDIS_URL={redis}, {N} requests each")
+    print(f"in-process, production settings, Postgres, REDIS_URL={redis}, {N} requests each, µs per request")
+    print("  scenario    test client   WSGI handler (as gunicorn calls it)")
     for name, headers in scenarios.items():
-        for _ in range(200):
-            send(headers)
-        start = time.perf_counter()
-        for _ in range(N):
-            send(headers)
-        elapsed = time.perf_counter() - start
-        print(f"  me {name:<8} {elapsed / N * 1e6:7.0f} µs per request")
+        figures = []
+        for call in (send, call_wsgi):
+            for _ in range(200):
+                call(headers)
+            start = time.perf_counter()
+            for _ in range(N):
+                call(headers)
+            figures.append((time.perf_counter() - start) / N * 1e6)
+        print(f"  me {name:<8} {figures[0]:11.0f}   {figures[1]:11.0f}")
 
 
 if __name__ == "__main__":
