@@ -31,6 +31,9 @@ Entries changed behind the services' back (an `update()` in a shell) live at mos
 SESSION_CACHE_TTL seconds.
 """
 
+import atexit
+import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -61,8 +64,10 @@ logger = logging.getLogger(__name__)
 stats: Counter = Counter()
 
 FORMAT = b"1"
-# How often a process that lost an invalidation retries the global flush, seconds.
-FLUSH_RETRY_SECONDS = 0.25  # bumped whenever the layout of an entry changes: old entries become misses
+# How often a process that lost an invalidation retries the global flush, and how long it
+# keeps trying when it exits, seconds.
+FLUSH_RETRY_SECONDS = 0.25
+EXIT_FLUSH_SECONDS = 3.0  # bumped whenever the layout of an entry changes: old entries become misses
 
 
 @cache
@@ -182,6 +187,7 @@ class SessionCache:
         # Set when an invalidation could not be written: the global nonce must be replaced
         # (by the next call, and by a background retry) before anything is trusted again.
         self.flush_pending = False
+        self._lost = 0  # invalidations lost so far: a flush clears the flag only if none was lost meanwhile
         self._flush_until = 0.0
         self._flush_thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -219,8 +225,12 @@ class SessionCache:
         return result
 
     def _flush_all(self) -> None:
+        with self._lock:
+            lost = self._lost
         self.client.set(f"{self._prefix()}:g", secrets.token_hex(8), px=_nonce_ttl_ms())
-        self.flush_pending = False
+        with self._lock:
+            if self._lost == lost:
+                self.flush_pending = False
         logger.info("Session cache: every entry invalidated after an invalidation had failed.")
 
     def _invalidation_failed(self) -> None:
@@ -234,8 +244,9 @@ class SessionCache:
         stats["invalidation_failed"] += 1
         with self._lock:
             first, self.flush_pending = not self.flush_pending, True
+            self._lost += 1
             self._flush_until = time.monotonic() + settings.GATEHOUSE["SESSION_CACHE_TTL"] + 1
-            if self._flush_thread is None or not self._flush_thread.is_alive():
+            if self._flush_thread is None:
                 self._flush_thread = threading.Thread(target=self._retry_flush, name="session-cache-flush", daemon=True)
                 self._flush_thread.start()
         if first:
@@ -246,17 +257,36 @@ class SessionCache:
             )
 
     def _retry_flush(self) -> None:
-        while self.flush_pending and time.monotonic() < self._flush_until:
+        while True:
+            with self._lock:
+                # Decided under the lock, so a loss recorded now either keeps this thread
+                # going or finds no thread and starts one.
+                if not self.flush_pending or time.monotonic() >= self._flush_until:
+                    if self.flush_pending:
+                        # Every entry that could be stale has expired by now.
+                        self.flush_pending = False
+                    self._flush_thread = None
+                    return
             time.sleep(FLUSH_RETRY_SECONDS)
             try:
-                if self.flush_pending:
-                    self._flush_all()
+                self._flush_all()
             except Exception as error:  # still unreachable: try again until the deadline
                 logger.debug("Session cache: the global flush failed again (%s).", type(error).__name__)
-        with self._lock:
-            if time.monotonic() >= self._flush_until:
-                # Every entry that could be stale has expired by now.
-                self.flush_pending = False
+
+    def flush_before_exit(self, timeout: float = EXIT_FLUSH_SECONDS) -> None:
+        """Make good a lost invalidation before the process ends (a command, a recycled worker)."""
+        deadline = time.monotonic() + timeout
+        while self.flush_pending and time.monotonic() < deadline:
+            try:
+                self._flush_all()
+            except Exception:
+                time.sleep(FLUSH_RETRY_SECONDS)
+        if self.flush_pending:
+            logger.error(
+                "Session cache: an invalidation was lost and Redis did not answer before this process ended; "
+                "entries may be served for up to %s s more.",
+                settings.GATEHOUSE["SESSION_CACHE_TTL"],
+            )
 
     # Reads ------------------------------------------------------------------------------
 
@@ -269,9 +299,15 @@ class SessionCache:
             return None
         entry, user_nonce, global_nonce = answer
         if entry is not None and user_nonce is not None and global_nonce is not None:
-            parts = entry.split(b"|", 3)
-            if len(parts) == 4 and parts[0] == user_nonce and parts[1] == global_nonce and parts[2] == FORMAT:
-                access = _decode(parts[3], user_id)
+            parts = entry.split(b"|", 4)
+            if (
+                len(parts) == 5
+                and parts[0] == user_nonce
+                and parts[1] == global_nonce
+                and parts[2] == FORMAT
+                and hmac.compare_digest(parts[3], _signature(session_id, user_nonce, global_nonce, parts[4]))
+            ):
+                access = _decode(parts[4], user_id)
                 if access is not None:
                     stats["hit"] += 1
                     return access
@@ -308,9 +344,15 @@ class SessionCache:
         ttl_ms = min(settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000, int((ends.timestamp() - now) * 1000))
         if ttl_ms <= 0:
             return
-        body = FORMAT + b"|" + _encode(user, expires_at, last_used_at)
+        fresh_nonce = secrets.token_hex(8).encode()
+        # The nonces the entry will be stored under (the script writes it only if they are
+        # current), signed with it: an entry is believed only if Gatehouse wrote it for
+        # this session under these nonces.
+        user_nonce = fresh_nonce if replace else seen.user_nonce
+        data = _encode(user, expires_at, last_used_at)
+        body = FORMAT + b"|" + _signature(session_id, user_nonce, seen.global_nonce, data) + b"|" + data
         keys = self._keys(session_id, user.pk)
-        args = [seen.user_nonce, seen.global_nonce, secrets.token_hex(8), body, ttl_ms, int(replace), _nonce_ttl_ms()]
+        args = [seen.user_nonce, seen.global_nonce, fresh_nonce, body, ttl_ms, int(replace), _nonce_ttl_ms()]
         written = self._call(lambda client: _checked_flag(self.fill_script(keys=list(keys), args=args)), always=replace)
         if written is None and replace:
             # The account changed and its other entries could not be invalidated.
@@ -362,6 +404,21 @@ def _checked_nonces(answer):
     return answer
 
 
+@cache
+def _signing_key(secret: str) -> bytes:
+    return hashlib.sha256(b"gatehouse.session_cache\0" + secret.encode()).digest()
+
+
+def _signature(session_id: str, user_nonce: bytes, global_nonce: bytes, data: bytes) -> bytes:
+    """Return the HMAC (keyed from SECRET_KEY) that binds an entry to its session and nonces.
+
+    Whoever can write to Redis can change budgets, but cannot make a session staff or
+    bring an ended one back: an entry without the right signature is a miss.
+    """
+    message = b"|".join((session_id.encode(), user_nonce, global_nonce, data))
+    return hmac.new(_signing_key(settings.SECRET_KEY), message, hashlib.sha256).hexdigest()[:32].encode()
+
+
 def _encode(user: User, expires_at, last_used_at) -> bytes:
     return orjson.dumps([user.pk, expires_at, last_used_at, *(getattr(user, name) for name in cached_fields())])
 
@@ -376,12 +433,22 @@ def _decode(body: bytes, user_id: int) -> Access | None:
         row = dict(zip(names, values[3:], strict=True))
         for name in datetimes:
             if row[name] is not None:
-                row[name] = datetime.fromisoformat(row[name])
+                row[name] = _aware(row[name])
         if row["id"] != user_id or row["is_active"] is not True:
             return None
-        return Access(viewer_build(row), datetime.fromisoformat(values[1]), datetime.fromisoformat(values[2]))
-    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+        expires_at, last_used_at = _aware(values[1]), _aware(values[2])
+        # Within the calendar, so that the check's arithmetic cannot fail on a hit.
+        last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME)
+        return Access(viewer_build(row), expires_at, last_used_at)
+    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, OverflowError):
         return None
+
+
+def _aware(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("a time without a zone")
+    return parsed
 
 
 _caches: dict[tuple[str, float], SessionCache] = {}
@@ -401,6 +468,13 @@ def session_cache() -> SessionCache | None:
             if store is None:
                 store = _caches[config] = SessionCache(url, cooldown=config[1])
     return store
+
+
+@atexit.register
+def _flush_before_exit() -> None:
+    for store in list(_caches.values()):
+        if store.flush_pending:
+            store.flush_before_exit()
 
 
 def session_cache_reset() -> None:

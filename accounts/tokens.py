@@ -168,7 +168,7 @@ def jwt_decode(token: str, context=None) -> dict:
     _check_claim_types(payload, leeway)
     # We never write `nbf`; honoured (as PyJWT does) if a token carries one.
     not_before = payload.get("nbf")
-    if not_before is not None and (type(not_before) is not int or not_before > time.time() + leeway):
+    if "nbf" in payload and (type(not_before) is not int or not_before > time.time() + leeway):
         raise TokenInvalid
     if payload["exp"] <= time.time() - leeway:
         raise TokenExpired

@@ -25,7 +25,7 @@ from graphql_relay import to_global_id
 from accounts import session_cache as session_cache_module
 from accounts.error_codes import AuthErrorCode
 from accounts.models import User
-from accounts.session_cache import cached_fields, session_cache_reset, stats
+from accounts.session_cache import _signature, cached_fields, session_cache_reset, stats
 from tests.conftest import PASSWORD, error_codes
 from tests.live import free_port, missing
 
@@ -293,7 +293,22 @@ def test_a_frozen_redis_costs_one_timeout_then_the_breaker_answers_from_the_data
 # --- Redis answering nonsense -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("junk", ["plain", "well-formed-prefix", "another-account", "inactive"])
+JUNK = {
+    # (name, signed with the server's key?)
+    "plain": False,
+    "well-formed-prefix": False,
+    # Whoever can write to Redis but lacks SECRET_KEY: a forged entry is never believed.
+    "forged-staff": False,
+    "replayed-from-another-session": False,
+    # Signed but not something Gatehouse writes (the decoder's own checks):
+    "another-account": True,
+    "inactive": True,
+    "time-without-zone": True,
+    "time-out-of-range": True,
+}
+
+
+@pytest.mark.parametrize("junk", JUNK)
 def test_a_junk_entry_is_a_miss_and_is_written_again(gql, user, make_user, cache_at, redis_server, junk):
     # given: a cached session whose entry is then overwritten
     cache_at(redis_server.url)
@@ -301,23 +316,35 @@ def test_a_junk_entry_is_a_miss_and_is_written_again(gql, user, make_user, cache
     cached(gql, tokens, user)
     key = entry_key(tokens)
     entry = redis_server.client.get(key)
-    user_nonce, global_nonce, version, body = entry.split(b"|", 3)
-    prefix = b"|".join([user_nonce, global_nonce, version]) + b"|"
+    user_nonce, global_nonce, version, signature, body = entry.split(b"|", 4)
+    sid = tokens["payload"]["sid"]
+    values = orjson.loads(body)
+    fields = dict(zip(cached_fields(), values[3:], strict=True))
     if junk == "plain":
-        value = b"\x00not an entry\xff"
+        data = b"\x00not an entry\xff"
     elif junk == "well-formed-prefix":
-        value = prefix + b"[1, 2, {"
-    else:
-        values = orjson.loads(body)
-        fields = dict(zip(cached_fields(), values[3:], strict=True))
-        if junk == "another-account":
-            # bob's row under alice's session: never anyone's viewer
-            bob = make_user(username="bob", email="bob@example.com")
-            values[0] = fields["id"] = bob.pk
-            fields["username"], fields["email"] = bob.username, bob.email
-        else:
-            fields["is_active"] = False
-        value = prefix + orjson.dumps([*values[:3], *fields.values()])
+        data = b"[1, 2, {"
+    elif junk == "forged-staff":
+        fields["is_staff"] = fields["is_superuser"] = True
+    elif junk == "replayed-from-another-session":
+        data = body  # alice's own entry, but its signature names another session
+        sid = "0" * 32
+    elif junk == "another-account":
+        # bob's row under alice's session: never anyone's viewer
+        bob = make_user(username="bob", email="bob@example.com")
+        values[0] = fields["id"] = bob.pk
+        fields["username"], fields["email"] = bob.username, bob.email
+    elif junk == "inactive":
+        fields["is_active"] = False
+    elif junk == "time-without-zone":
+        values[2] = values[2].split("+")[0]
+    elif junk == "time-out-of-range":
+        values[2] = "9999-12-31T23:59:59+00:00"
+    if junk not in {"plain", "well-formed-prefix", "replayed-from-another-session"}:
+        data = orjson.dumps([*values[:3], *fields.values()])
+    if JUNK[junk] or junk == "replayed-from-another-session":
+        signature = _signature(sid, user_nonce, global_nonce, data)
+    value = b"|".join([user_nonce, global_nonce, version, signature, data])
     redis_server.client.set(key, value, px=60_000)
     misses, writes = stats["miss"], stats["write"]
 
@@ -327,9 +354,9 @@ def test_a_junk_entry_is_a_miss_and_is_written_again(gql, user, make_user, cache
     # then: a miss, answered right from the database, and the entry written again
     assert_alice(answer, user)
     assert stats["miss"] == misses + 1
-    assert stats["malformed"] == (0 if junk == "plain" else 1)
+    assert stats["malformed"] == (1 if JUNK[junk] else 0)
     assert stats["write"] == writes + 1
-    assert redis_server.client.get(key).split(b"|", 3)[3] == body
+    assert redis_server.client.get(key).split(b"|", 4)[4] == body
     assert stats["fallback"] == 0
 
 
