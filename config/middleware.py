@@ -1,4 +1,4 @@
-"""Django's browser middleware, kept off the API paths.
+"""Django's browser middleware, kept off the API paths; CORS without parsing every header.
 
 Sessions, CSRF cookies, the session user and messages serve the admin, which a browser
 uses with a Django session. A GraphQL request authenticates by Bearer token alone
@@ -8,11 +8,13 @@ content type a cross-site form can send) and never shows a message, so on the AP
 session lookup, no CSRF cookie read or set, no lazy user, no message storage.
 """
 
+from corsheaders.middleware import CorsMiddleware as HeadersCorsMiddleware
 from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.middleware.csrf import CsrfViewMiddleware as DjangoCsrfViewMiddleware
+from django.utils.cache import patch_vary_headers
 
 from config.https import is_api_path
 
@@ -48,3 +50,22 @@ class AuthenticationMiddleware(NotOnApiPaths, DjangoAuthenticationMiddleware):
 
 class MessageMiddleware(NotOnApiPaths, DjangoMessageMiddleware):
     pass
+
+
+class CorsMiddleware(HeadersCorsMiddleware):
+    """django-cors-headers, answering a request without an Origin header without parsing its headers.
+
+    The library reads `request.headers` (every header of the request, parsed into a new
+    mapping) only to find `Origin`; servers and other non-browser callers send none, and
+    then its only work is `Vary: origin`. With an Origin, the library does everything.
+    """
+
+    def add_response_headers(self, request, response):
+        if "HTTP_ORIGIN" in request.META:
+            return super().add_response_headers(request, response)
+        enabled = getattr(request, "_cors_enabled", None)
+        if enabled is None:
+            enabled = self.is_enabled(request)
+        if enabled:
+            patch_vary_headers(response, ("origin",))
+        return response

@@ -98,3 +98,23 @@ def test_the_document_cache_is_bounded():
     assert limit == 512
     assert prepare.cache_info().currsize == limit
     prepare.cache_clear()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [(None, False), ("https://app.example.com", True), ("https://evil.example.net", False)],
+)
+def test_cors_headers_are_the_libraries_with_or_without_an_origin(settings, origin, allowed):
+    # given: one allowed browser origin
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    client = Client(HTTP_HOST="localhost")
+    headers = {"HTTP_ORIGIN": origin} if origin else {}
+
+    # when
+    response = client.post("/graphql", ME, content_type="application/json", **headers)
+
+    # then: the answer always varies on Origin, and only an allowed origin is named
+    assert response.json() == {"data": {"me": None}}
+    assert "origin" in response["Vary"].lower()
+    assert response.get("Access-Control-Allow-Origin") == (origin if allowed else None)

@@ -33,7 +33,8 @@ MIDDLEWARE = [
     # Before SecurityMiddleware: plain HTTP to the API is refused, never redirected to https.
     "config.https.HttpsOnlyApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    # django-cors-headers, without parsing every header of a request that has no Origin.
+    "config.middleware.CorsMiddleware",
     # Django's session, CSRF, session-user and message middleware serve the admin only:
     # these subclasses skip the API paths, which use none of them (config/middleware.py).
     "config.middleware.SessionMiddleware",
