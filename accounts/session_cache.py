@@ -338,14 +338,11 @@ class SessionCache:
         return Miss(user_nonce, global_nonce)
 
     def nonces(self, user_id: int) -> Miss | None:
-        """Return the account's current nonces (for a write after a database read), or None."""
-        keys = self._keys("", user_id)[1:]
-        answer = self._call(lambda client: _checked_nonces(client.mget(keys)))
-        if answer is None:
-            return None
-        if answer[0] is None or answer[1] is None:
-            return self._ensured_nonces(*keys)
-        return Miss(answer[0], answer[1])
+        """Return the account's current nonces (for a write after a database read), or None.
+
+        One round trip: the script returns them, creating either that is missing.
+        """
+        return self._ensured_nonces(*self._keys("", user_id)[1:])
 
     def _ensured_nonces(self, user_key: str, global_key: str) -> Miss | None:
         args = [secrets.token_hex(8), secrets.token_hex(8), _nonce_ttl_ms()]
