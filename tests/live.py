@@ -2,7 +2,11 @@
 
 import os
 import secrets
+import shutil
+import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +49,57 @@ def production_env(tmp: Path, *, port: int | None = None, **overrides: str) -> d
         "WEB_CONCURRENCY": "1",
         **overrides,
     }
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port of 127.0.0.1, without persistence.
+
+    The test may freeze it (SIGSTOP), thaw it, kill it or stop it; the shared Redis is
+    never touched. `start()` skips the test when redis-server is absent (fails in CI).
+    """
+
+    def __init__(self, binary: str, directory):
+        import redis
+
+        self.port = free_port()
+        self.process = subprocess.Popen(  # noqa: S603 - a fixed program
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+
+    @classmethod
+    def start(cls, directory) -> "RedisServer":
+        binary = shutil.which("redis-server")
+        if binary is None:
+            missing("redis-server is not installed")
+        return cls(binary, directory)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def freeze(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.thaw()
+            self.kill()
+        self.client.close()

@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,10 +32,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-import redis
 
 from accounts.error_codes import AuthErrorCode
-from tests.live import free_port, missing, production_env
+from tests.live import RedisServer, free_port, missing, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -154,28 +152,9 @@ def stop(process: subprocess.Popen) -> None:
 
 def own_redis(directory: Path, stack: contextlib.ExitStack) -> str:
     """Start a redis-server of this module's own on a free port; return its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - a fixed program
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    stack.callback(stop, process)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert process.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-            time.sleep(0.05)
-    client.close()
-    return url
+    server = RedisServer.start(directory)
+    stack.callback(server.stop)
+    return server.url
 
 
 def scratch_database(stack: contextlib.ExitStack) -> str:

@@ -5,73 +5,22 @@ a circuit breaker keeps a frozen Redis from costing every request a socket timeo
 """
 
 import logging
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 
 import pytest
-import redis
 from django.conf import settings
 
 from accounts import ratelimit
 from accounts.exceptions import RateLimited
 from accounts.ratelimit import rate_limit_hit
-from tests.live import missing
+from tests.live import RedisServer
 
 RATE = (5, 300)
 
 
-class RedisServer:
-    """A redis-server of the test's own on a free port of 127.0.0.1."""
-
-    def __init__(self, binary: str, directory):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed program
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def freeze(self) -> None:
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.thaw()
-            self.kill()
-        self.client.close()
-
-
 @pytest.fixture
 def redis_server(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("redis-server is not installed")
-    server = RedisServer(binary, tmp_path)
+    server = RedisServer.start(tmp_path)
     yield server
     server.stop()
 

@@ -7,18 +7,13 @@ redis-server on a free port, or a fake one), never the shared server.
 """
 
 import logging
-import os
 import secrets
-import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 
 import orjson
 import pytest
-import redis
 from django.conf import settings
 from graphql_relay import to_global_id
 
@@ -27,7 +22,7 @@ from accounts.error_codes import AuthErrorCode
 from accounts.models import User
 from accounts.session_cache import _signature, cached_fields, session_cache_reset, stats
 from tests.conftest import PASSWORD, error_codes
-from tests.live import free_port, missing
+from tests.live import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,49 +40,9 @@ REVOKED = [AuthErrorCode.TOKEN_REVOKED.value]
 # --- Redis servers of the test's own --------------------------------------------------------------
 
 
-class RedisServer:
-    """A redis-server on a free port of 127.0.0.1, which the test may freeze (SIGSTOP) and thaw."""
-
-    def __init__(self, binary: str, directory):
-        self.port = free_port()
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed program
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-
-    def freeze(self) -> None:
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.thaw()
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.client.close()
-
-
 @pytest.fixture
 def redis_server(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("redis-server is not installed")
-    server = RedisServer(binary, tmp_path)
+    server = RedisServer.start(tmp_path)
     yield server
     server.stop()
 
