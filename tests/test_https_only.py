@@ -8,7 +8,6 @@ server command (gunicorn, production settings) and talks plain HTTP to it.
 
 import json
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -243,7 +242,9 @@ def server(tmp_path_factory):
     env = production_env(tmp)
     for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=REPO_ROOT, env=env, check=True, timeout=120)  # noqa: S603
-    log = (tmp / "server.log").open("w+")
+    # Append mode: the server writes at the end whatever offset a reader of this shared
+    # file description has moved to (the test reads through its own handle anyway).
+    log = (tmp / "server.log").open("a+")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen(  # noqa: S603 - our own server command
         [str(gunicorn), "-c", "config/gunicorn.py", "config.wsgi:application"],
@@ -264,7 +265,7 @@ def server(tmp_path_factory):
         else:
             log.seek(0)
             pytest.fail(f"gunicorn did not start:\n{log.read()}")
-        yield {"base": base, "database": tmp / "db.sqlite3", "log": log}
+        yield {"base": base, "database": tmp / "db.sqlite3", "log": log, "log_path": tmp / "server.log"}
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -337,11 +338,11 @@ def test_live_the_health_probe_answers_plain_http(server):
 def test_live_a_refusal_writes_only_its_access_log_line(server):
     # given: the log has settled (gunicorn writes an access line after its response is sent,
     # so an earlier test's last line may still be on its way)
-    log = server["log"]
+    path = server["log_path"]
     start, deadline = -1, time.monotonic() + 5
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        size = log.seek(0, os.SEEK_END)
+        size = path.stat().st_size
         if size == start:
             break
         start = size
@@ -350,14 +351,15 @@ def test_live_a_refusal_writes_only_its_access_log_line(server):
         assert http(server["base"], "/graphql", {"query": "{ me { username } }"})[0] == 403
     # then: three access-log lines (written once each response is sent) and nothing else
     lines = []
-    for _ in range(50):
-        log.seek(start)
-        lines = log.read().splitlines()
-        if len(lines) >= 3:
-            break
-        time.sleep(0.1)
-    time.sleep(0.2)
-    log.seek(start)
-    lines = log.read().splitlines()
+    with path.open() as reader:
+        for _ in range(50):
+            reader.seek(start)
+            lines = reader.read().splitlines()
+            if len(lines) >= 3:
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
+        reader.seek(start)
+        lines = reader.read().splitlines()
     assert len(lines) == 3, lines
     assert all('"POST /graphql" 403' in line for line in lines), lines
