@@ -48,7 +48,7 @@ import redis
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -557,6 +557,13 @@ def _account_saved(sender, instance, created, **kwargs):
     # a shell) may change what its entries hold. A new account has none yet.
     if not created:
         users_changed([instance.pk])
+
+
+@receiver(post_delete, sender=User)
+def _account_deleted(sender, instance, **kwargs):
+    # Any deletion of an account (a shell's `user.delete()` or queryset delete too; the
+    # services also say so themselves) ends its cached sessions.
+    users_changed([instance.pk])
 
 
 @receiver(setting_changed)

@@ -584,6 +584,20 @@ def test_deleting_the_user_in_the_admin_revokes_the_cached_session_at_once(gql, 
     assert_revoked(gql, tokens["token"])
 
 
+@pytest.mark.parametrize("how", ["instance", "queryset"])
+def test_deleting_the_user_from_a_shell_revokes_the_cached_session_at_once(gql, user, cache_redis, how):
+    # given: a cached session
+    tokens = sign_in(gql)
+    warm(gql, tokens["token"])
+    # when: the account is deleted straight through the ORM, as an operator's shell would
+    if how == "instance":
+        User.objects.get(pk=user.pk).delete()
+    else:
+        User.objects.filter(pk=user.pk).delete()
+    # then: the very next request is refused, not answered from the cache
+    assert_revoked(gql, tokens["token"])
+
+
 @pytest.mark.parametrize("ended", ["idle", "revoked"])
 def test_housekeeping_revokes_the_cached_sessions_it_deletes(gql, user, cache_redis, settings, ended):
     # given: a cached session that is over: idle too long, or revoked (in the database, behind the
