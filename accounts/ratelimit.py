@@ -299,21 +299,33 @@ class CircuitBreaker:
             )
 
 
+def redis_client(url: str) -> redis.Redis:
+    """Return a client of `url` that waits at most REDIS_SOCKET_TIMEOUT and never retries.
+
+    A retry would multiply the wait on a frozen Redis; the caller's breaker decides.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def redis_address(client: redis.Redis) -> str:
+    """Return where `client` connects, for log lines (host:port, or the socket path)."""
+    pool = client.connection_pool.connection_kwargs
+    return f"{pool.get('host', pool.get('path', '?'))}:{pool.get('port', '')}"
+
+
 class RedisStore:
     """Moving-window logs in Redis, with this process's memory as the fallback behind a breaker."""
 
     def __init__(self, url: str, *, cooldown: float, fallback: MemoryStore):
-        # No retries: a retry would multiply the wait on a frozen Redis; the breaker decides.
-        self.client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-            socket_timeout=REDIS_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.client = redis_client(url)
         self.script = self.client.register_script(_HIT_SCRIPT)
         self.fallback = fallback
-        pool = self.client.connection_pool.connection_kwargs
-        self.breaker = CircuitBreaker(cooldown, f"{pool.get('host', pool.get('path', '?'))}:{pool.get('port', '')}")
+        self.breaker = CircuitBreaker(cooldown, redis_address(self.client))
 
     def hit(self, key: str, limit: int, window_ms: int) -> Verdict:
         if self.breaker.allow():

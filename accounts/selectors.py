@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.exceptions import Forbidden, TokenRevoked, Unauthenticated
 from accounts.models import Session, User
-from accounts.session_cache import Access, cached_fields, session_cache, viewer_build
+from accounts.session_cache import Access, cached_fields, datetime_fields, session_cache, viewer_build
 from accounts.tokens import AccessClaims, access_token_verify
 from accounts.validators import canonical_email, canonical_username, has_control_characters
 
@@ -49,9 +49,7 @@ def user_get_for_access(*, claims: AccessClaims) -> User:
     user = access.check(timezone.now())
     if seen is not None and not connection.in_atomic_block:
         # Only what is committed is shared (a read inside a transaction may see its own writes).
-        store.fill(
-            session_id=session_id, user=user, expires_at=access.expires_at, last_used_at=access.last_used_at, seen=seen
-        )
+        store.fill(session_id=session_id, access=access, seen=seen)
     return user
 
 
@@ -74,17 +72,12 @@ def _access_read(session_id: str, user_id: int) -> Access:
         raise TokenRevoked
     if connection.vendor == "sqlite":
         # SQLite returns times without a zone (Django's own converters add UTC); a plain row does not.
-        for name in _datetime_columns():
+        for name in datetime_fields():
             if values[name] is not None and timezone.is_naive(values[name]):
                 values[name] = values[name].replace(tzinfo=UTC)
         expires_at, last_used_at = expires_at.replace(tzinfo=UTC), last_used_at.replace(tzinfo=UTC)
         values["is_active"] = bool(values["is_active"])
     return Access(viewer_build(values), expires_at, last_used_at)
-
-
-@cache
-def _datetime_columns() -> tuple[str, ...]:
-    return tuple(name for name in cached_fields() if User._meta.get_field(name).get_internal_type() == "DateTimeField")
 
 
 @cache

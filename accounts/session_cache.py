@@ -44,18 +44,15 @@ from datetime import datetime, timedelta
 from functools import cache
 
 import orjson
-import redis
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from accounts.exceptions import TokenExpired
 from accounts.models import User
-from accounts.ratelimit import REDIS_SOCKET_TIMEOUT, CircuitBreaker
+from accounts.ratelimit import CircuitBreaker, redis_address, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +74,9 @@ def cached_fields() -> tuple[str, ...]:
 
 
 @cache
-def _datetime_fields() -> frozenset[str]:
-    fields = User._meta.concrete_fields
-    return frozenset(field.attname for field in fields if field.get_internal_type() == "DateTimeField")
+def datetime_fields() -> tuple[str, ...]:
+    """The cached columns that hold times (they travel as ISO 8601 text)."""
+    return tuple(name for name in cached_fields() if User._meta.get_field(name).get_internal_type() == "DateTimeField")
 
 
 def viewer_build(values: dict) -> User:
@@ -100,10 +97,13 @@ class Access:
     expires_at: datetime
     last_used_at: datetime
 
+    def ends_at(self) -> datetime:
+        """When the session ends: the earlier of its idle and absolute ends (as Session.ends_at)."""
+        return min(self.expires_at, self.last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME))
+
     def check(self, now: datetime) -> User:
         """Return the account; raise TokenExpired when the session is past its idle or absolute end."""
-        idle_end = self.last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME)
-        if now >= self.expires_at or now >= idle_end:
+        if now >= self.ends_at():
             raise TokenExpired
         return self.user
 
@@ -168,21 +168,11 @@ class SessionCache:
     """The cache of one Redis URL, with its breaker; one per process."""
 
     def __init__(self, url: str, *, cooldown: float):
-        # No retries: a retry would multiply the wait on a frozen Redis; the breaker decides.
-        self.client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-            socket_timeout=REDIS_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.client = redis_client(url)
         self.fill_script = self.client.register_script(_FILL_SCRIPT)
         self.nonces_script = self.client.register_script(_NONCES_SCRIPT)
-        pool = self.client.connection_pool.connection_kwargs
         self.breaker = CircuitBreaker(
-            cooldown,
-            f"{pool.get('host', pool.get('path', '?'))}:{pool.get('port', '')}",
-            what="session checks",
-            fallback="are read from the database",
+            cooldown, redis_address(self.client), what="session checks", fallback="are read from the database"
         )
         # Set when an invalidation could not be written: the global nonce must be replaced
         # (by the next call, and by a background retry) before anything is trusted again.
@@ -312,7 +302,7 @@ class SessionCache:
     def lookup(self, session_id: str, user_id: int) -> Access | Miss | None:
         """Return the session's entry, a Miss (with the nonces seen), or None when Redis failed."""
         keys = self._keys(session_id, user_id)
-        answer = self._call(lambda client: _checked_mget(self._mget(keys)))
+        answer = self._call(lambda client: _checked_values(self._mget(keys), 3))
         if answer is None:
             stats["fallback"] += 1
             return None
@@ -346,18 +336,20 @@ class SessionCache:
 
     def _ensured_nonces(self, user_key: str, global_key: str) -> Miss | None:
         args = [secrets.token_hex(8), secrets.token_hex(8), _nonce_ttl_ms()]
-        answer = self._call(lambda client: _checked_nonces(self.nonces_script(keys=[user_key, global_key], args=args)))
+        answer = self._call(
+            lambda client: _checked_values(self.nonces_script(keys=[user_key, global_key], args=args), 2)
+        )
         if answer is None or None in answer:
             return None
         return Miss(answer[0], answer[1])
 
     # Writes -----------------------------------------------------------------------------
 
-    def fill(self, *, session_id: str, user: User, expires_at, last_used_at, seen: Miss, replace: bool = False):
+    def fill(self, *, session_id: str, access: Access, seen: Miss, replace: bool = False):
         """Write the session's entry if the nonces are still `seen` (see the module docstring)."""
-        now = time.time()
-        ends = min(expires_at, last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME))
-        ttl_ms = min(settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000, int((ends.timestamp() - now) * 1000))
+        ttl_ms = min(
+            settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000, int((access.ends_at().timestamp() - time.time()) * 1000)
+        )
         if ttl_ms <= 0:
             return
         fresh_nonce = secrets.token_hex(8).encode()
@@ -365,9 +357,9 @@ class SessionCache:
         # current), signed with it: an entry is believed only if Gatehouse wrote it for
         # this session under these nonces.
         user_nonce = fresh_nonce if replace else seen.user_nonce
-        data = _encode(user, expires_at, last_used_at)
+        data = _encode(access)
         body = FORMAT + b"|" + _signature(session_id, user_nonce, seen.global_nonce, data) + b"|" + data
-        keys = self._keys(session_id, user.pk)
+        keys = self._keys(session_id, access.user.pk)
         args = [seen.user_nonce, seen.global_nonce, fresh_nonce, body, ttl_ms, int(replace), _nonce_ttl_ms()]
         written = self._call(lambda client: _checked_flag(self.fill_script(keys=list(keys), args=args)), always=replace)
         if written is None and replace:
@@ -402,21 +394,20 @@ def _nonce_ttl_ms() -> int:
     return 2 * settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000 + 60_000
 
 
-def _checked_mget(answer):
-    if not isinstance(answer, list) or len(answer) != 3 or not all(v is None or isinstance(v, bytes) for v in answer):
-        raise ValueError("unexpected answer to the session lookup")
+def _checked_values(answer, count: int):
+    """Return `answer` if it is a list of `count` strings or nils (MGET's shape), else raise."""
+    if (
+        not isinstance(answer, list)
+        or len(answer) != count
+        or not all(v is None or isinstance(v, bytes) for v in answer)
+    ):
+        raise ValueError("unexpected answer from the session cache")
     return answer
 
 
 def _checked_flag(answer):
     if type(answer) is not int or answer not in (0, 1):
         raise ValueError("unexpected answer to a session write")
-    return answer
-
-
-def _checked_nonces(answer):
-    if not isinstance(answer, list) or len(answer) != 2 or not all(v is None or isinstance(v, bytes) for v in answer):
-        raise ValueError("unexpected answer to the nonce lookup")
     return answer
 
 
@@ -435,27 +426,29 @@ def _signature(session_id: str, user_nonce: bytes, global_nonce: bytes, data: by
     return hmac.new(_signing_key(settings.SECRET_KEY), message, hashlib.sha256).hexdigest()[:32].encode()
 
 
-def _encode(user: User, expires_at, last_used_at) -> bytes:
-    return orjson.dumps([user.pk, expires_at, last_used_at, *(getattr(user, name) for name in cached_fields())])
+def _encode(access: Access) -> bytes:
+    user = access.user
+    return orjson.dumps(
+        [user.pk, access.expires_at, access.last_used_at, *(getattr(user, name) for name in cached_fields())]
+    )
 
 
 def _decode(body: bytes, user_id: int) -> Access | None:
     """Return the entry's Access, or None when it is not one we wrote (it is then replaced)."""
-    names, datetimes = cached_fields(), _datetime_fields()
+    names = cached_fields()
     try:
         values = orjson.loads(body)
         if not isinstance(values, list) or len(values) != len(names) + 3 or values[0] != user_id:
             return None
         row = dict(zip(names, values[3:], strict=True))
-        for name in datetimes:
+        for name in datetime_fields():
             if row[name] is not None:
                 row[name] = _aware(row[name])
         if row["id"] != user_id or row["is_active"] is not True:
             return None
-        expires_at, last_used_at = _aware(values[1]), _aware(values[2])
-        # Within the calendar, so that the check's arithmetic cannot fail on a hit.
-        last_used_at + timedelta(seconds=settings.JWT_REFRESH_TOKEN_IDLE_LIFETIME)
-        return Access(viewer_build(row), expires_at, last_used_at)
+        access = Access(viewer_build(row), _aware(values[1]), _aware(values[2]))
+        access.ends_at()  # within the calendar, so that the check cannot fail on a hit
+        return access
     except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, OverflowError):
         return None
 
@@ -538,17 +531,8 @@ def session_cached(*, session, user: User, seen: Miss | None, account_changed: b
         if store is not None and account_changed:
             users_changed([user.pk])
         return
-    session_id, expires_at, last_used_at = session.id.hex, session.expires_at, session.last_used_at
-    transaction.on_commit(
-        lambda: store.fill(
-            session_id=session_id,
-            user=user,
-            expires_at=expires_at,
-            last_used_at=last_used_at,
-            seen=seen,
-            replace=account_changed,
-        )
-    )
+    session_id, access = session.id.hex, Access(user, session.expires_at, session.last_used_at)
+    transaction.on_commit(lambda: store.fill(session_id=session_id, access=access, seen=seen, replace=account_changed))
 
 
 @receiver(post_save, sender=User)

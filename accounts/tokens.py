@@ -88,16 +88,29 @@ def key_id(key: str) -> str:
 
 
 @cache
+def _algorithm():
+    """PyJWT's algorithm object for the configured algorithm: it verifies every signature."""
+    return jwt.get_algorithm_by_name(jwt_settings.JWT_ALGORITHM)
+
+
+@cache
 def _verification_keys() -> dict[str, str]:
     keys = [jwt_settings.JWT_SECRET_KEY, *settings.GATEHOUSE["JWT_PREVIOUS_SIGNING_KEYS"]]
     return {key_id(key): key for key in keys if key}
+
+
+@lru_cache(maxsize=16)
+def _prepared(key: str) -> bytes:
+    """Return `key` as PyJWT's algorithm object prepares it, once (only when a token names it)."""
+    return _algorithm().prepare_key(key)
 
 
 @receiver(setting_changed)
 def _reset_keys(*, setting, **kwargs):
     if setting in {"GRAPHQL_JWT", "GATEHOUSE"}:
         _verification_keys.cache_clear()
-        _verifier.cache_clear()
+        _prepared.cache_clear()
+        _algorithm.cache_clear()
 
 
 def jwt_payload(user, context=None, *, session_id: str | None = None, not_after: int | None = None) -> dict:
@@ -149,12 +162,10 @@ def jwt_decode(token: str, context=None) -> dict:
     if not _JWS_COMPACT.fullmatch(token):
         raise TokenInvalid
     header_segment, payload_segment, signature_segment = token.split(".")
-    header = _json_segment(header_segment)
-    key = _header_key(header)
-    algorithm, prepared = _verifier(key)
+    key = _prepared(_header_key(_json_segment(header_segment)))
     signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
     # Exactly the configured algorithm: no `none`, no substitution, no key confusion.
-    if not algorithm.verify(signing_input, prepared, _segment_bytes(signature_segment)):
+    if not _algorithm().verify(signing_input, key, _segment_bytes(signature_segment)):
         raise TokenInvalid
     payload = _json_segment(payload_segment)
     if not isinstance(payload, dict) or any(claim not in payload for claim in REQUIRED_CLAIMS):
@@ -167,8 +178,7 @@ def jwt_decode(token: str, context=None) -> dict:
     # merely expired.
     _check_claim_types(payload, leeway)
     # We never write `nbf`; honoured (as PyJWT does) if a token carries one.
-    not_before = payload.get("nbf")
-    if "nbf" in payload and (type(not_before) is not int or not_before > time.time() + leeway):
+    if "nbf" in payload and (type(payload["nbf"]) is not int or payload["nbf"] > time.time() + leeway):
         raise TokenInvalid
     if payload["exp"] <= time.time() - leeway:
         raise TokenExpired
@@ -194,13 +204,6 @@ def _json_segment(segment: str):
         return orjson.loads(_segment_bytes(segment))
     except orjson.JSONDecodeError:
         raise TokenInvalid from None
-
-
-@lru_cache(maxsize=16)
-def _verifier(key: str):
-    """Return PyJWT's algorithm object for the configured algorithm and `key`, prepared once."""
-    algorithm = jwt.get_algorithm_by_name(jwt_settings.JWT_ALGORITHM)
-    return algorithm, algorithm.prepare_key(key)
 
 
 def _header_key(header) -> str:

@@ -63,8 +63,7 @@ def session_tokens(
     """
     refresh_token, digest = refresh_token_generate()
     RefreshToken.objects.create(session=session, token_hash=digest, created_at=now)
-    if seen is not None or account_changed:
-        session_cached(session=session, user=user, seen=seen, account_changed=account_changed)
+    session_cached(session=session, user=user, seen=seen, account_changed=account_changed)
     token, payload = access_token_issue(user=user, session=session)
     return SessionTokens(
         token=token, payload=payload, refresh_token=refresh_token, refresh_expires_at=session.ends_at()

@@ -38,6 +38,7 @@ from accounts.models import Session, SessionEndReason, User
 from accounts.selectors import _access_read
 from accounts.services import password_set, refresh_token_revoke
 from accounts.session_cache import Access, Miss, session_cache, session_cache_reset, stats
+from tests.accounts.test_session_admin import change_form_data
 from tests.conftest import PASSWORD, error_codes
 from tests.live import missing
 
@@ -483,20 +484,6 @@ def test_a_write_behind_gatehouses_back_is_seen_after_the_ttl(gql, user, cache_r
     assert queries == 1
 
 
-def change_form_data(client, user) -> dict:
-    """Return the admin's change form of `user` as the browser would post it, unchanged."""
-    form = client.get(reverse("admin:accounts_user_change", args=[user.pk])).context["adminform"].form
-    data = {name: value for name, value in form.initial.items() if value is not None and name != "password"}
-    data.update({"groups": [], "user_permissions": [], "_save": "Save"})
-    for flag in ("is_active", "is_staff", "is_superuser", "is_email_verified"):
-        data.pop(flag, None)
-        if form.initial.get(flag):
-            data[flag] = "on"
-    for field in ("date_joined", "last_login"):
-        data.pop(field, None)
-    return data
-
-
 def admin_post(client, url, data) -> None:
     response = client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
@@ -648,9 +635,7 @@ def test_a_change_committed_between_the_read_and_the_write_is_never_overwritten(
     # when: a change commits, and only then the request writes what it read
     change(gql, tokens, user)
     writes = stats["write"]
-    store.fill(
-        session_id=session_id, user=read.user, expires_at=read.expires_at, last_used_at=read.last_used_at, seen=seen
-    )
+    store.fill(session_id=session_id, access=read, seen=seen)
     # then: nothing was written, and the next request reads the database
     assert stats["write"] == writes
     assert isinstance(store.lookup(session_id, user_id), Miss)
@@ -670,9 +655,7 @@ def test_a_write_with_the_current_nonces_is_a_hit(gql, user, cache_redis):
     store = session_cache()
     seen = store.lookup(session_id, user.pk)
     read = _access_read(session_id, user.pk)
-    store.fill(
-        session_id=session_id, user=read.user, expires_at=read.expires_at, last_used_at=read.last_used_at, seen=seen
-    )
+    store.fill(session_id=session_id, access=read, seen=seen)
     assert isinstance(store.lookup(session_id, user.pk), Access)
     assert assert_cached(gql, tokens["token"])["username"] == "alice"
 
@@ -692,9 +675,7 @@ def test_an_evicted_nonce_only_turns_hits_into_misses(gql, user, cache_redis):
     refresh_token_revoke(refresh_token=tokens["refreshToken"])
     assert cache_redis.delete(nonce_key) == 1
     # when
-    store.fill(
-        session_id=session_id, user=read.user, expires_at=read.expires_at, last_used_at=read.last_used_at, seen=seen
-    )
+    store.fill(session_id=session_id, access=read, seen=seen)
     # then: the ended session is not served from the cache
     assert_revoked(gql, tokens["token"])
 
