@@ -31,7 +31,9 @@ from graphql_jwt.settings import jwt_settings
 from accounts.exceptions import TokenExpired, TokenInvalid
 
 ACCESS = "access"
-REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud", "token_type", "sid")
+# The claims every token carries, whatever its type, and those of a user's access token.
+COMMON_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud", "token_type")
+REQUIRED_CLAIMS = (*COMMON_CLAIMS, "sid")
 ALLOWED_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 # Three base64url segments; anything else is refused before a byte is decoded.
 _JWS_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -148,7 +150,28 @@ def jwt_encode(payload: dict, context=None) -> str:
 
 
 def jwt_decode(token: str, context=None) -> dict:
-    """Verify `token` and return its claims; raise TokenInvalid or TokenExpired.
+    """Verify a user's access token and return its claims; raise TokenInvalid or TokenExpired.
+
+    django-graphql-jwt's decode handler. A user's token names its account by primary key
+    (`sub`) and its session (`sid`); a token of any other type (a service token) is
+    refused here, whatever its signature.
+    """
+    payload = jwt_verify(token, token_type=ACCESS, max_lifetime=int(jwt_settings.JWT_EXPIRATION_DELTA.total_seconds()))
+    sub, sid = payload["sub"], payload.get("sid")
+    if not (_SUBJECT.fullmatch(sub) and int(sub) <= MAX_USER_ID):
+        raise TokenInvalid
+    if not (isinstance(sid, str) and _SID.fullmatch(sid)):
+        raise TokenInvalid
+    return payload
+
+
+def jwt_verify(token: str, *, token_type: str, max_lifetime: int) -> dict:
+    """Verify a token we signed, of `token_type`, and return its claims; raise TokenInvalid or TokenExpired.
+
+    What every token type shares: the signature by a key we publish or hold, the header,
+    the exact issuer and audience, the claims every token carries (`sub` a string) and
+    their types, an issue time not in the future and a lifetime of at most `max_lifetime`
+    seconds. The caller checks its type's own claims.
 
     Every check that does not need the database happens here, so a forged or broken
     token never costs a query. The signature is checked by PyJWT's own algorithm object
@@ -168,15 +191,17 @@ def jwt_decode(token: str, context=None) -> dict:
     if not _algorithm().verify(signing_input, key, _segment_bytes(signature_segment)):
         raise TokenInvalid
     payload = _json_segment(payload_segment)
-    if not isinstance(payload, dict) or any(claim not in payload for claim in REQUIRED_CLAIMS):
+    if not isinstance(payload, dict) or any(claim not in payload for claim in COMMON_CLAIMS):
         raise TokenInvalid
     # The exact issuer and audience (a single string, as strict_aud in PyJWT).
     if payload["iss"] != jwt_settings.JWT_ISSUER or payload["aud"] != jwt_settings.JWT_AUDIENCE:
         raise TokenInvalid
+    if payload["token_type"] != token_type:
+        raise TokenInvalid
     leeway = jwt_settings.JWT_LEEWAY
     # Expiry is checked after the claim types: a bool or string `exp` is malformed, not
     # merely expired.
-    _check_claim_types(payload, leeway)
+    _check_claim_types(payload, leeway, max_lifetime)
     # We never write `nbf`; honoured (as PyJWT does) if a token carries one.
     if "nbf" in payload and (type(payload["nbf"]) is not int or payload["nbf"] > time.time() + leeway):
         raise TokenInvalid
@@ -219,24 +244,18 @@ def _header_key(header) -> str:
     return key
 
 
-def _check_claim_types(payload: dict, leeway: int) -> None:
+def _check_claim_types(payload: dict, leeway: int, max_lifetime: int) -> None:
     now = int(time.time())
     sub, jti, iat, exp = payload["sub"], payload["jti"], payload["iat"], payload["exp"]
-    sid = payload["sid"]
-    if not (isinstance(sub, str) and _SUBJECT.fullmatch(sub) and int(sub) <= MAX_USER_ID):
+    if not isinstance(sub, str):
         raise TokenInvalid
     if not (isinstance(jti, str) and _JTI.fullmatch(jti)):
-        raise TokenInvalid
-    if payload["token_type"] != ACCESS:
-        raise TokenInvalid
-    if not (isinstance(sid, str) and _SID.fullmatch(sid)):
         raise TokenInvalid
     for claim in (iat, exp):
         if type(claim) is not int:  # bool is an int to Python, not to us
             raise TokenInvalid
-    lifetime = int(jwt_settings.JWT_EXPIRATION_DELTA.total_seconds())
     # Not yet issued, or living longer than any token we issue: forged or from a bad clock.
-    if iat > now + leeway or exp - iat > lifetime or exp <= iat:
+    if iat > now + leeway or exp - iat > max_lifetime or exp <= iat:
         raise TokenInvalid
 
 

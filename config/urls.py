@@ -4,7 +4,7 @@ The health probes are answered by config.health.HealthProbeMiddleware.
 """
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from accounts.admin import own_password_change
 from config import errors
@@ -16,6 +16,8 @@ urlpatterns = [
     # Ahead of the admin's own page of the same path: it ends the account's sessions too.
     path("admin/password_change/", admin.site.admin_view(own_password_change)),
     path("admin/", admin.site.urls),
+    path(".well-known/", include("accounts.urls_wellknown")),
+    path("oauth/", include("accounts.urls_oauth")),
 ]
 
 # Errors outside the GraphQL view are JSON too: never Django's HTML pages.
