@@ -145,15 +145,42 @@ def user_get_by_login(*, email: str | None = None, username: str | None = None, 
     `lock`, the row is locked (FOR NO KEY UPDATE) until the transaction ends, and read as
     it is once any flow holding it has committed.
     """
-    users = User.objects.select_for_update(no_key=True) if lock else User.objects.all()
     try:
         if email is not None:
-            return users.filter(email=canonical_email(email)).first()
-        if username is not None:
-            return _by_username(canonical_username(username), users).first()
+            field, value = "email", canonical_email(email)
+        elif username is not None:
+            field, value = "username_ci", canonical_username(username).lower()
+        else:
+            return None
     except ValidationError:
         return None
-    return None
+    if connection.vendor != "postgresql":
+        return _users_by(field, value, lock).first()
+    # Every sign-in reads its account twice (before its budget is counted, then locked):
+    # the ORM's compiler cost more than the query (about 0.35 ms of 0.45 ms here), so its
+    # SQL is compiled once. psycopg2 returns every column of the account already as
+    # Django would convert it (aware datetimes, booleans), so the row is the model's.
+    sql, names = _login_sql(field, lock)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value])
+        row = cursor.fetchone()
+    return None if row is None else User.from_db(connection.alias, names, row)
+
+
+def _users_by(field: str, value: str, lock: bool):
+    users = User.objects.select_for_update(no_key=True) if lock else User.objects.all()
+    # LOWER(username) = ... uses the case-insensitive unique index on Postgres.
+    users = users.alias(username_ci=Lower("username")) if field == "username_ci" else users
+    return users.filter(**{field: value}).order_by()
+
+
+@cache
+def _login_sql(field: str, lock: bool) -> tuple[str, list[str]]:
+    """Return the SQL of a login lookup (Postgres, compiled by the ORM once) and its columns' names."""
+    names = [f.attname for f in User._meta.concrete_fields]
+    sql, params = _users_by(field, "%s", lock).values_list(*names).query.sql_with_params()
+    assert list(params) == ["%s"]  # noqa: S101 (the one value is the one parameter)
+    return sql, names
 
 
 def user_get_visible(*, viewer: User | None, user_id: int) -> User | None:
@@ -167,10 +194,9 @@ def user_get_visible(*, viewer: User | None, user_id: int) -> User | None:
     return None
 
 
-def _by_username(username: str, users=None):
+def _by_username(username: str):
     # LOWER(username) = ... uses the case-insensitive unique index on Postgres.
-    users = User.objects.all() if users is None else users
-    return users.alias(username_ci=Lower("username")).filter(username_ci=username.lower())
+    return User.objects.alias(username_ci=Lower("username")).filter(username_ci=username.lower())
 
 
 def username_taken(username: str, *, exclude: User | None = None) -> bool:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.batching import row_insert
 from accounts.client import client_address
 from accounts.models import AuthEvent, User
 from accounts.validators import clean_user_agent, login_key, printable_text
@@ -30,18 +31,21 @@ def auth_event_record(
     it earlier (work done after the response). The account is `user`, or just its id.
     The insert takes no lock on the account's row (AuthEvent.user has no database
     constraint), so recording never waits for, nor deadlocks with, a flow on the account.
+    Inside `writes_together` the entry is written with the block's other rows.
     """
     if user is not None:
         user_id = user.pk
-    return AuthEvent.objects.create(
-        **(facts if facts is not None else request_facts(request)),
-        kind=kind,
-        user_id=user_id,
-        user_ref=user_id,
-        # Whatever a client typed: printable only (Postgres refuses NUL), and bounded.
-        identifier=printable_text(identifier, AuthEvent._meta.get_field("identifier").max_length),
-        session_id=session_id,
-        detail=detail[: AuthEvent._meta.get_field("detail").max_length],
+    return row_insert(
+        AuthEvent(
+            **(facts if facts is not None else request_facts(request)),
+            kind=kind,
+            user_id=user_id,
+            user_ref=user_id,
+            # Whatever a client typed: printable only (Postgres refuses NUL), and bounded.
+            identifier=printable_text(identifier, AuthEvent._meta.get_field("identifier").max_length),
+            session_id=session_id,
+            detail=detail[: AuthEvent._meta.get_field("detail").max_length],
+        )
     )
 
 

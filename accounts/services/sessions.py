@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
+from accounts.batching import row_insert, rows_update, writes_together
 from accounts.error_codes import UserErrorCode
 from accounts.exceptions import AuthError, RefreshTokenAlreadyUsed, TokenExpired, TokenInvalid, TokenRevoked
 from accounts.models import AuthEventKind, RefreshToken, Session, SessionEndReason, User
@@ -42,13 +43,15 @@ def session_open(*, user: User, request=None, device_id: str = "", account_chang
     # Read under the caller's lock on the account, before anything is written (see session_cache).
     seen = seen_nonces(user.pk)
     now = timezone.now()
-    session = Session.objects.create(
-        user=user,
-        created_at=now,
-        last_used_at=now,
-        expires_at=now + timedelta(seconds=settings.JWT_REFRESH_TOKEN_LIFETIME),
-        device_id=device_id,
-        **request_facts(request),
+    session = row_insert(
+        Session(
+            user=user,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=settings.JWT_REFRESH_TOKEN_LIFETIME),
+            device_id=device_id,
+            **request_facts(request),
+        )
     )
     return session_tokens(session=session, user=user, now=now, seen=seen, account_changed=account_changed)
 
@@ -62,7 +65,7 @@ def session_tokens(
     written to the session cache when the transaction commits.
     """
     refresh_token, digest = refresh_token_generate()
-    RefreshToken.objects.create(session=session, token_hash=digest, created_at=now)
+    row_insert(RefreshToken(session=session, token_hash=digest, created_at=now))
     session_cached(session=session, user=user, seen=seen, account_changed=account_changed)
     token, payload = access_token_issue(user=user, session=session)
     return SessionTokens(
@@ -153,8 +156,10 @@ def refresh_token_rotate(*, refresh_token: str, request=None) -> tuple[User, Ses
         if refusal is None and RefreshToken.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now):
             session, user = row.session, row.session.user
             session.last_used_at = now
-            Session.objects.filter(pk=session.pk).update(last_used_at=now)
-            return user, session_tokens(session=session, user=user, now=now, seen=seen)
+            with writes_together():
+                rows_update(Session.objects.filter(pk=session.pk), last_used_at=now)
+                tokens = session_tokens(session=session, user=user, now=now, seen=seen)
+            return user, tokens
     raise refusal or RefreshTokenAlreadyUsed()
 
 

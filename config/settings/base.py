@@ -123,7 +123,8 @@ AUTH_USER_MODEL = "accounts.User"
 # Django's own sign-in (the admin) counts against the same login limits as tokenAuth.
 AUTHENTICATION_BACKENDS = ["accounts.backends.RateLimitedModelBackend"]
 
-# Argon2id at OWASP's minimum (19 MiB, t=2, p=1); older hashes still verify and are upgraded on login.
+# Argon2id at one of OWASP's minimum configurations (7 MiB, t=5, p=1; see accounts.hashers);
+# older hashes (other parameters, Django's own Argon2, PBKDF2) still verify and are upgraded on login.
 PASSWORD_HASHERS = [
     "accounts.hashers.Argon2idPasswordHasher",
     "django.contrib.auth.hashers.Argon2PasswordHasher",

@@ -1,8 +1,11 @@
-"""The production password hashers: Argon2id at OWASP's minimum, older hashes upgraded.
+"""The production password hashers: Argon2id at an OWASP minimum configuration, older hashes upgraded.
 
 The test settings hash with MD5 for speed; these tests switch to the list that
 config.settings.base ships, so they exercise exactly what production runs."""
 
+import base64
+
+import argon2
 import pytest
 from django.contrib.auth.hashers import (
     Argon2PasswordHasher,
@@ -19,6 +22,10 @@ from accounts.models import User
 from tests.conftest import PASSWORD
 
 PRODUCTION_HASHERS = override_settings(PASSWORD_HASHERS=base_settings.PASSWORD_HASHERS)
+# The Argon2id configurations of the OWASP Password Storage Cheat Sheet, which "provide an
+# equal level of defense": (memory in KiB, passes, lanes).
+OWASP_ARGON2ID = {(47104, 1, 1), (19456, 2, 1), (12288, 3, 1), (9216, 4, 1), (7168, 5, 1)}
+OWASP_ROW = (7168, 5, 1)  # the one production uses: the fastest here, and the least memory
 
 
 def argon2_parameters(encoded: str) -> dict:
@@ -54,7 +61,7 @@ def test_make_password_produces_argon2id_at_owasp_parameters():
     assert parts["algorithm"] == "argon2"
     assert parts["variety"] == "argon2id"
     assert parts["version"] == "v=19"
-    assert (parts["m"], parts["t"], parts["p"]) == (19456, 2, 1)
+    assert (parts["m"], parts["t"], parts["p"]) == OWASP_ROW
     assert parts["salt"]
     assert parts["digest"]
     assert PASSWORD not in encoded
@@ -83,7 +90,7 @@ def test_a_fresh_argon2id_hash_needs_no_update():
 def test_user_password_is_stored_as_argon2id(db):
     user = User.objects.create_user(username="bob", email="bob@example.com", password=PASSWORD)
     parts = argon2_parameters(User.objects.get(pk=user.pk).password)
-    assert (parts["variety"], parts["m"], parts["t"], parts["p"]) == ("argon2id", 19456, 2, 1)
+    assert (parts["variety"], parts["m"], parts["t"], parts["p"]) == ("argon2id", 7168, 5, 1)
 
 
 @PRODUCTION_HASHERS
@@ -91,7 +98,7 @@ def test_an_old_django_default_argon2_hash_verifies_and_is_upgraded_on_login(use
     # given: a hash made with Django's default Argon2 parameters (100 MiB, 8 lanes)
     old = Argon2PasswordHasher().encode(PASSWORD, Argon2PasswordHasher().salt())
     old_parts = argon2_parameters(old)
-    assert (old_parts["m"], old_parts["p"]) != (19456, 1)
+    assert (old_parts["m"], old_parts["t"], old_parts["p"]) != OWASP_ROW
     User.objects.filter(pk=user.pk).update(password=old)
     user.refresh_from_db()
     # when
@@ -100,7 +107,7 @@ def test_an_old_django_default_argon2_hash_verifies_and_is_upgraded_on_login(use
     stored = User.objects.get(pk=user.pk).password
     assert stored != old
     parts = argon2_parameters(stored)
-    assert (parts["variety"], parts["m"], parts["t"], parts["p"]) == ("argon2id", 19456, 2, 1)
+    assert (parts["variety"], parts["m"], parts["t"], parts["p"]) == ("argon2id", 7168, 5, 1)
     assert check_password(PASSWORD, stored)
 
 
@@ -123,10 +130,73 @@ def test_a_pbkdf2_hash_verifies_and_is_upgraded_to_argon2id_on_login(user):
     assert user.check_password(PASSWORD)
     # then
     parts = argon2_parameters(User.objects.get(pk=user.pk).password)
-    assert (parts["variety"], parts["m"], parts["t"], parts["p"]) == ("argon2id", 19456, 2, 1)
+    assert (parts["variety"], parts["m"], parts["t"], parts["p"]) == ("argon2id", 7168, 5, 1)
 
 
 @pytest.mark.parametrize("hasher", [Argon2idPasswordHasher, Argon2PasswordHasher])
 def test_both_argon2_hashers_share_the_algorithm_name(hasher):
     # The shared name is what lets Django's hasher verify and the new one upgrade.
     assert hasher.algorithm == "argon2"
+
+
+def test_the_production_parameters_are_an_owasp_argon2id_configuration():
+    hasher = Argon2idPasswordHasher()
+    assert (hasher.memory_cost, hasher.time_cost, hasher.parallelism) in OWASP_ARGON2ID
+
+
+@PRODUCTION_HASHERS
+def test_the_hash_has_a_128_bit_salt_and_a_256_bit_digest():
+    parts = argon2_parameters(make_password(PASSWORD))
+    assert len(base64.b64decode(parts["salt"] + "==")) == 16
+    assert len(base64.b64decode(parts["digest"] + "=")) == 32
+
+
+def test_encoding_is_deterministic_for_a_salt_and_differs_between_salts():
+    hasher = Argon2idPasswordHasher()
+    assert hasher.encode(PASSWORD, "a" * 22) == hasher.encode(PASSWORD, "a" * 22)
+    assert hasher.encode(PASSWORD, "a" * 22) != hasher.encode(PASSWORD, "b" * 22)
+
+
+def test_libsodium_hashes_are_standard_argon2id_that_argon2_cffi_reads():
+    # The stored form must outlive the library that wrote it.
+    encoded = Argon2idPasswordHasher().encode(PASSWORD, Argon2idPasswordHasher().salt())
+    assert argon2.PasswordHasher().verify("$" + encoded.split("$", 1)[1], PASSWORD)
+    with pytest.raises(argon2.exceptions.VerifyMismatchError):
+        argon2.PasswordHasher().verify("$" + encoded.split("$", 1)[1], PASSWORD + "x")
+
+
+@PRODUCTION_HASHERS
+@pytest.mark.parametrize(
+    ("variety", "memory", "passes", "lanes"),
+    [(argon2.Type.ID, 19456, 2, 1), (argon2.Type.ID, 8192, 1, 4), (argon2.Type.I, 8192, 2, 1)],
+    ids=["argon2id-owasp-19mib", "argon2id-4-lanes", "argon2i"],
+)
+def test_argon2_cffi_hashes_verify_and_are_upgraded_on_login(user, variety, memory, passes, lanes):
+    # given: a hash another tool (or an earlier Gatehouse) wrote with argon2-cffi
+    old = "argon2" + argon2.PasswordHasher(time_cost=passes, memory_cost=memory, parallelism=lanes, type=variety).hash(
+        PASSWORD
+    )
+    User.objects.filter(pk=user.pk).update(password=old)
+    user.refresh_from_db()
+    # then: a wrong password neither verifies nor upgrades it
+    assert not user.check_password(PASSWORD + "x")
+    assert User.objects.get(pk=user.pk).password == old
+    # when
+    assert user.check_password(PASSWORD)
+    # then
+    parts = argon2_parameters(User.objects.get(pk=user.pk).password)
+    assert (parts["variety"], parts["m"], parts["t"], parts["p"]) == ("argon2id", *OWASP_ROW)
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "argon2$argon2id$v=19$m=7168,t=5,p=1$c2FsdHNhbHRzYWx0c2FsdA$",
+        "argon2$argon2id$v=19$m=7168,t=5,p=1$!!!$AAAA",
+        "argon2$argon2id$v=19$m=1,t=0,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43,
+        "argon2$argon2id$garbage",
+    ],
+    ids=["no digest", "bad base64", "impossible parameters", "garbage"],
+)
+def test_a_corrupt_stored_hash_never_verifies(encoded):
+    assert Argon2idPasswordHasher().verify(PASSWORD, encoded) is False
