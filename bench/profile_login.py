@@ -72,6 +72,9 @@ def run(args):
     import django
 
     django.setup()
+    from config.receivers import drop_idle_request_receivers
+
+    drop_idle_request_receivers()  # as config.wsgi does for gunicorn
     from django.core.handlers.wsgi import WSGIHandler
     from django.core.management import call_command
 

@@ -65,6 +65,9 @@ def run(args):
     import django
 
     django.setup()
+    from config.receivers import drop_idle_request_receivers
+
+    drop_idle_request_receivers()  # as config.wsgi does for gunicorn
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

@@ -32,4 +32,7 @@ def refuse_to_serve_without_static_files() -> None:
 # STATIC_ROOT) is logged around the one line that says what to do.
 django.setup(set_prefix=False)
 refuse_to_serve_without_static_files()
+from config.receivers import drop_idle_request_receivers  # noqa: E402 (once the apps are loaded)
+
+drop_idle_request_receivers()
 application = WSGIHandler()
