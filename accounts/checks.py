@@ -2,20 +2,30 @@
 
 import os
 
+import jwt
 from django.apps import apps
 from django.conf import STATICFILES_STORAGE_ALIAS, settings
 from django.contrib.staticfiles import finders
 from django.contrib.staticfiles.storage import ManifestFilesMixin
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import storages
 from django.utils.module_loading import import_string
+
+from accounts.keys import HMAC, key_set, world_readable_key_file
 
 JWT_KEY_MIN_BYTES = 32
 
 
 @register(Tags.security)
 def check_jwt_signing_key(app_configs, **kwargs):
-    """A short JWT key (current or previous), or one shared with SECRET_KEY, is an error everywhere."""
+    """A short JWT key (current or previous), or one shared with SECRET_KEY, is an error everywhere.
+
+    Only under HS256: with an asymmetric algorithm the HMAC secret signs nothing
+    (gatehouse.E011 checks the key files instead).
+    """
+    if settings.GRAPHQL_JWT["JWT_ALGORITHM"] != HMAC:
+        return []
     key = settings.JWT_SIGNING_KEY or ""
     issues = []
     if len(key.encode()) < JWT_KEY_MIN_BYTES:
@@ -39,6 +49,22 @@ def check_jwt_signing_key(app_configs, **kwargs):
             )
             break
     return issues
+
+
+@register(Tags.security)
+def check_signing_keys(app_configs, **kwargs):
+    """Every configured key must load: a bad key file would fail the first sign-in instead of the start."""
+    try:
+        key_set()
+    except (ImproperlyConfigured, jwt.InvalidKeyError) as exc:
+        return [
+            Error(
+                f"The JWT signing keys cannot be used: {exc}",
+                hint="Generate a key with `manage.py generate_signing_key --algorithm ALG --out PATH`.",
+                id="gatehouse.E011",
+            )
+        ]
+    return []
 
 
 @register(Tags.security)
@@ -108,6 +134,15 @@ def check_deployment(app_configs, **kwargs):
                 hint="Set EMAIL_ASYNC=true: then password reset and verification requests cost the same "
                 "whether or not the address has an account, and no response waits for the mail server.",
                 id="gatehouse.W006",
+            )
+        )
+    readable = world_readable_key_file()
+    if readable:
+        issues.append(
+            Warning(
+                f"The JWT private key file {readable} is readable by every user of the machine.",
+                hint=f"Restrict it to the server's user: chmod 600 {readable} (and chown it to that user).",
+                id="gatehouse.W008",
             )
         )
     if settings.DATABASES["default"].get("CONN_MAX_AGE", 0) == 0:

@@ -1,7 +1,8 @@
-"""Tokens: short-lived HS256 access JWTs, and opaque refresh tokens stored as digests.
+"""Tokens: short-lived access JWTs, and opaque refresh tokens stored as digests.
 
 django-graphql-jwt's settings (GRAPHQL_JWT) hold the algorithm, key, lifetimes, issuer
-and audience, and its handler settings point here, so its helpers and ours agree. What
+and audience, and its handler settings point here, so its helpers and ours agree. The
+keys (an HMAC secret, or an RS256/ES256/EdDSA key pair) are loaded by accounts.keys. What
 the library leaves out (RFC 8725) is added: a `kid` per signing key for rotation, a
 header allow-list, required and type-checked claims, an exact audience, a token type,
 and refusal of tokens whose lifetime or issue time is absurd. Every access token names its
@@ -19,16 +20,16 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, lru_cache
 
 import jwt
 import orjson
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+from django.core.exceptions import ImproperlyConfigured
 from graphql_jwt.settings import jwt_settings
 
 from accounts.exceptions import TokenExpired, TokenInvalid
+from accounts.keys import key_id as key_id  # re-exported: the HMAC `kid`, where it always was
+from accounts.keys import key_set
 
 ACCESS = "access"
 # The claims every token carries, whatever its type, and those of a user's access token.
@@ -84,35 +85,7 @@ class SessionTokens:
         }
 
 
-def key_id(key: str) -> str:
-    """Return the public id of a signing key: a short digest, useless for recovering it."""
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-@cache
-def _algorithm():
-    """PyJWT's algorithm object for the configured algorithm: it verifies every signature."""
-    return jwt.get_algorithm_by_name(jwt_settings.JWT_ALGORITHM)
-
-
-@cache
-def _verification_keys() -> dict[str, str]:
-    keys = [jwt_settings.JWT_SECRET_KEY, *settings.GATEHOUSE["JWT_PREVIOUS_SIGNING_KEYS"]]
-    return {key_id(key): key for key in keys if key}
-
-
-@lru_cache(maxsize=16)
-def _prepared(key: str) -> bytes:
-    """Return `key` as PyJWT's algorithm object prepares it, once (only when a token names it)."""
-    return _algorithm().prepare_key(key)
-
-
-@receiver(setting_changed)
-def _reset_keys(*, setting, **kwargs):
-    if setting in {"GRAPHQL_JWT", "GATEHOUSE"}:
-        _verification_keys.cache_clear()
-        _prepared.cache_clear()
-        _algorithm.cache_clear()
+HASURA_CLAIMS = "https://hasura.io/jwt/claims"
 
 
 def jwt_payload(user, context=None, *, session_id: str | None = None, not_after: int | None = None) -> dict:
@@ -135,7 +108,29 @@ def jwt_payload(user, context=None, *, session_id: str | None = None, not_after:
     }
     if session_id is not None:
         payload["sid"] = session_id
+    preset = settings.JWT_CLAIMS_PRESET
+    if preset == "hasura":
+        payload[HASURA_CLAIMS] = hasura_claims(user)
+    elif preset:
+        raise ImproperlyConfigured(f"JWT_CLAIMS_PRESET must be empty or hasura, not {preset!r}.")
     return payload
+
+
+def hasura_claims(user) -> dict:
+    """Return Hasura's namespaced claims for `user` (JWT_CLAIMS_PRESET=hasura).
+
+    Every user has the role `user` (the default); staff add `staff`, and each Django group
+    the user belongs to is a role of the same name, so Hasura's permissions can follow the
+    groups managed in the admin. The claims are fixed when the token is issued: a group
+    change reaches the gateway at the next refresh, within the access token's lifetime.
+    """
+    roles = ["user"]
+    if user.is_staff:
+        roles.append("staff")
+    for name in sorted(user.groups.values_list("name", flat=True)):
+        if name not in roles:
+            roles.append(name)
+    return {"x-hasura-user-id": str(user.pk), "x-hasura-default-role": "user", "x-hasura-allowed-roles": roles}
 
 
 def jwt_payload_get_subject(payload: dict) -> str | None:
@@ -145,8 +140,8 @@ def jwt_payload_get_subject(payload: dict) -> str | None:
 
 def jwt_encode(payload: dict, context=None) -> str:
     """Sign `payload` with the current key, naming the key in `kid`."""
-    key = jwt_settings.JWT_SECRET_KEY
-    return jwt.encode(payload, key, algorithm=jwt_settings.JWT_ALGORITHM, headers={"kid": key_id(key)})
+    keys = key_set()
+    return jwt.encode(payload, keys.signing_key, algorithm=keys.algorithm, headers={"kid": keys.signing_kid})
 
 
 def jwt_decode(token: str, context=None) -> dict:
@@ -175,7 +170,9 @@ def jwt_verify(token: str, *, token_type: str, max_lifetime: int) -> dict:
 
     Every check that does not need the database happens here, so a forged or broken
     token never costs a query. The signature is checked by PyJWT's own algorithm object
-    (constant-time HMAC comparison; PyJWT's refusal of asymmetric keys as HMAC secrets);
+    for exactly the configured algorithm, with the key the `kid` names among the keys
+    accounts.keys loaded and prepared once (constant-time HMAC comparison; PyJWT's refusal
+    of asymmetric keys as HMAC secrets; a token never picks the algorithm or the family);
     the compact form around it is read here: `jwt.decode` spent about 0.25 ms per token
     on this machine, mostly on a character-by-character alphabet check in Python that the
     regular expression below does in C, and on parsing the header twice.
@@ -185,10 +182,11 @@ def jwt_verify(token: str, *, token_type: str, max_lifetime: int) -> dict:
     if not _JWS_COMPACT.fullmatch(token):
         raise TokenInvalid
     header_segment, payload_segment, signature_segment = token.split(".")
-    key = _prepared(_header_key(_json_segment(header_segment)))
+    keys = key_set()
+    key = _header_key(_json_segment(header_segment), keys)
     signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
     # Exactly the configured algorithm: no `none`, no substitution, no key confusion.
-    if not _algorithm().verify(signing_input, key, _segment_bytes(signature_segment)):
+    if not keys.verifier.verify(signing_input, key, _segment_bytes(signature_segment)):
         raise TokenInvalid
     payload = _json_segment(payload_segment)
     if not isinstance(payload, dict) or any(claim not in payload for claim in COMMON_CLAIMS):
@@ -231,14 +229,14 @@ def _json_segment(segment: str):
         raise TokenInvalid from None
 
 
-def _header_key(header) -> str:
-    """Return the verification key a header names; refuse any header we did not write."""
+def _header_key(header, keys):
+    """Return the prepared verification key a header names; refuse any header we did not write."""
     if not isinstance(header, dict) or not set(header) <= ALLOWED_HEADER_KEYS:
         # jwk, jku, x5u, x5c, crit and friends: a token never chooses its own key.
         raise TokenInvalid
-    if header.get("alg") != jwt_settings.JWT_ALGORITHM or header.get("typ", "JWT") != "JWT":
+    if header.get("alg") != keys.algorithm or header.get("typ", "JWT") != "JWT":
         raise TokenInvalid
-    key = _verification_keys().get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+    key = keys.verification_keys.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
     if key is None:
         raise TokenInvalid
     return key

@@ -3,8 +3,10 @@ from the environment (see README, "Settings"); local, test and production only a
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_choice, env_int, env_list, env_rate, env_seconds, env_str
 
@@ -165,6 +167,49 @@ CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "apollo-require
 
 # JSON Web Tokens. The signing key is its own secret (never SECRET_KEY); subclasses set it.
 JWT_SIGNING_KEY = ""
+# HS256 signs with JWT_SIGNING_KEY; RS256, ES256 and EdDSA (Ed25519) with the private key in
+# the PEM file JWT_PRIVATE_KEY_FILE, and publish its public key (and those of the PEM files
+# in JWT_PREVIOUS_PUBLIC_KEY_FILES, still accepted) at /.well-known/jwks.json (accounts/keys.py).
+JWT_ALGORITHM = env_choice("JWT_ALGORITHM", "HS256", ("HS256", "RS256", "ES256", "EdDSA"))
+JWT_PRIVATE_KEY_FILE = env_str("JWT_PRIVATE_KEY_FILE", "")
+JWT_PREVIOUS_PUBLIC_KEY_FILES = env_list("JWT_PREVIOUS_PUBLIC_KEY_FILES")
+# Extra claims in user tokens for an API gateway: "" (none) or "hasura".
+JWT_CLAIMS_PRESET = env_choice("JWT_CLAIMS_PRESET", "", ("hasura",))
+
+
+def public_url(raw: str | None) -> str:
+    """Return PUBLIC_URL without a trailing slash; refuse anything but an absolute http(s) URL.
+
+    The published metadata's URLs are built from it, never from a request's Host header.
+    """
+    if not raw:
+        return ""
+    parts = urlsplit(raw.strip())
+    try:
+        valid_port = parts.port is None or parts.port > 0  # a port out of range or not a number raises
+    except ValueError:
+        valid_port = False
+    if (
+        not valid_port
+        or parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+        or "?" in raw
+        or "#" in raw
+    ):
+        raise ImproperlyConfigured(
+            f"PUBLIC_URL must be an absolute http(s) URL without credentials, query or fragment "
+            f"(e.g. https://auth.example.com), not {raw!r}."
+        )
+    return raw.strip().rstrip("/")
+
+
+# Gatehouse's public base URL, e.g. https://auth.example.com: /.well-known/oauth-authorization-server
+# is served only when it is set.
+PUBLIC_URL = public_url(env_str("PUBLIC_URL"))
 JWT_ACCESS_TOKEN_LIFETIME = env_seconds("JWT_ACCESS_TOKEN_LIFETIME", 300, minimum=1)
 # A session's absolute lifetime: refreshing never extends it past this.
 JWT_REFRESH_TOKEN_LIFETIME = env_seconds("JWT_REFRESH_TOKEN_LIFETIME", 7 * 24 * 3600, minimum=1)
@@ -188,7 +233,7 @@ def graphql_jwt_settings(signing_key: str) -> dict:
     as the key, tokens from arguments) are overridden for the same reason.
     """
     return {
-        "JWT_ALGORITHM": "HS256",
+        "JWT_ALGORITHM": JWT_ALGORITHM,
         "JWT_SECRET_KEY": signing_key,
         "JWT_VERIFY": True,
         "JWT_VERIFY_EXPIRATION": True,
@@ -228,6 +273,8 @@ AUTH_EVENT_RETENTION = env_seconds("AUTH_EVENT_RETENTION", 90 * 24 * 3600, minim
 # How long a device token (a browser or app that signed in successfully) keeps its own
 # sign-in budget, seconds (OWASP's device cookie).
 DEVICE_TOKEN_LIFETIME = env_seconds("DEVICE_TOKEN_LIFETIME", 365 * 24 * 3600, minimum=60)
+# How long a service client's access token (POST /oauth/token) lives, seconds.
+SERVICE_TOKEN_LIFETIME = env_seconds("SERVICE_TOKEN_LIFETIME", 600, minimum=1)
 
 # Gatehouse's own settings, in one namespaced dict.
 GATEHOUSE = {
@@ -236,7 +283,7 @@ GATEHOUSE = {
     "GRAPHQL_PATHS": ("/graphql", "/graphql/"),
     # API paths, each with everything below it: over plain HTTP they answer 403
     # HTTPS_REQUIRED instead of a redirect (config/https.py). New API endpoints join here.
-    "API_PATH_PREFIXES": ("/graphql",),
+    "API_PATH_PREFIXES": ("/graphql", "/oauth", "/.well-known"),
     "GRAPHIQL": env_bool("GRAPHIQL", False),
     "INTROSPECTION": env_bool("GRAPHQL_INTROSPECTION", False),
     "TRUSTED_PROXY_COUNT": env_int("TRUSTED_PROXY_COUNT", 0),
@@ -282,6 +329,13 @@ GATEHOUSE = {
     "ACCOUNT_EMAIL_RATE_PER_ADDRESS": env_rate("ACCOUNT_EMAIL_RATE_PER_ADDRESS", "20/3600"),
     # Emailed tokens presented (verifyAccount, passwordReset), per client address.
     "ACCOUNT_TOKEN_RATE_PER_ADDRESS": env_rate("ACCOUNT_TOKEN_RATE_PER_ADDRESS", "30/3600"),
+    # OAuth endpoints (/oauth/token, /oauth/introspect), per client id presented and per
+    # client address. A token lives SERVICE_TOKEN_LIFETIME, so a client needs few; a
+    # resource server may introspect on each of its requests.
+    "OAUTH_TOKEN_RATE_PER_CLIENT": env_rate("OAUTH_TOKEN_RATE_PER_CLIENT", "30/60"),
+    "OAUTH_TOKEN_RATE_PER_ADDRESS": env_rate("OAUTH_TOKEN_RATE_PER_ADDRESS", "60/60"),
+    "OAUTH_INTROSPECT_RATE_PER_CLIENT": env_rate("OAUTH_INTROSPECT_RATE_PER_CLIENT", "600/60"),
+    "OAUTH_INTROSPECT_RATE_PER_ADDRESS": env_rate("OAUTH_INTROSPECT_RATE_PER_ADDRESS", "600/60"),
     # Where rate limits are counted: "redis" (REDIS_URL), "database" (every process on the
     # database) or "memory" (this process only: tests).
     "RATE_LIMIT_STORE": "redis" if REDIS_URL else "database",

@@ -8,6 +8,13 @@ from config.settings.base import GATEHOUSE, graphql_jwt_settings
 
 SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
 JWT_SIGNING_KEY = "test-jwt-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+# HS256 unless a test installs key files (tests/signing_keys.py); no gateway claims.
+JWT_ALGORITHM = "HS256"
+JWT_PRIVATE_KEY_FILE = ""
+JWT_PREVIOUS_PUBLIC_KEY_FILES = []
+JWT_CLAIMS_PRESET = ""
+PUBLIC_URL = ""
+SERVICE_TOKEN_LIFETIME = 600
 # Fixed values: a variable left in the developer's shell must not change what tests see.
 JWT_ACCESS_TOKEN_LIFETIME = 300
 JWT_REFRESH_TOKEN_LIFETIME = 7 * 24 * 3600
@@ -16,6 +23,7 @@ REFRESH_TOKEN_REUSE_GRACE = 10
 REVOKED_SESSION_RETENTION = 30 * 24 * 3600
 GRAPHQL_JWT = {
     **graphql_jwt_settings(JWT_SIGNING_KEY),
+    "JWT_ALGORITHM": JWT_ALGORITHM,
     "JWT_EXPIRATION_DELTA": timedelta(seconds=JWT_ACCESS_TOKEN_LIFETIME),
     "JWT_REFRESH_EXPIRATION_DELTA": timedelta(seconds=JWT_REFRESH_TOKEN_LIFETIME),
     "JWT_ISSUER": "gatehouse",
@@ -47,6 +55,10 @@ GATEHOUSE = {
     "ACCOUNT_EMAIL_RATE_PER_RECIPIENT": None,
     "ACCOUNT_EMAIL_RATE_PER_ADDRESS": None,
     "ACCOUNT_TOKEN_RATE_PER_ADDRESS": None,
+    "OAUTH_TOKEN_RATE_PER_CLIENT": None,
+    "OAUTH_TOKEN_RATE_PER_ADDRESS": None,
+    "OAUTH_INTROSPECT_RATE_PER_CLIENT": None,
+    "OAUTH_INTROSPECT_RATE_PER_ADDRESS": None,
     # In the test database: each test's transaction rolls its counts back. Tests of the
     # other stores override it.
     "RATE_LIMIT_STORE": "database",
