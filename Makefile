@@ -4,7 +4,7 @@ VENV ?= .venv
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint schema check-schema migrations-check ci clean
+.PHONY: run test bench lint schema check-schema migrations-check graphiql ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ check-schema: $(VENV)/.runtime
 
 migrations-check: $(VENV)/.runtime
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
+
+## Rebuild GraphiQL's static files (schema/static/graphiql/) from frontend/graphiql/ with Node; GRAPHIQL_OUT=DIR builds into DIR instead.
+graphiql:
+	cd frontend/graphiql && npm ci --no-audit --no-fund --loglevel=error && node build.mjs $(if $(GRAPHIQL_OUT),--out $(abspath $(GRAPHIQL_OUT)))
 
 ci:
 	bash .ci/run
