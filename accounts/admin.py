@@ -11,16 +11,23 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404
+from django.template import engines
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 
 from accounts.backends import RATE_LIMITED
 from accounts.exceptions import RateLimited, TokenRevoked
-from accounts.models import AccountToken, AuthEvent, RefreshToken, Session, SessionEndReason, User
+from accounts.models import AccountToken, AuthEvent, RefreshToken, ServiceClient, Session, SessionEndReason, User
+from accounts.scopes import SCOPES
 from accounts.selectors import sessions_live
 from accounts.services import (
     account_tokens_revoke,
     admin_sign_in_record,
+    client_create,
+    client_disable,
+    client_secret_rotate,
     django_session_password_check_count,
     password_set,
     session_revoke_all,
@@ -28,6 +35,7 @@ from accounts.services import (
     user_deactivate,
     users_delete,
 )
+from accounts.services.clients import client_name_clean
 from accounts.services.locking import users_locked
 
 
@@ -298,3 +306,125 @@ class AuthEventAdmin(ReadOnlyAdmin):
         "detail",
     )
     readonly_fields = fields
+
+
+class ServiceClientCreationForm(forms.ModelForm):
+    """A new client's name and scopes; the id and the secret are made by client_create."""
+
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What the client's tokens may do.",
+    )
+
+    class Meta:
+        model = ServiceClient
+        fields = ("name",)
+
+    def clean_name(self):
+        return client_name_clean(self.cleaned_data.get("name"))
+
+
+# The page that shows a secret, once: rendered in the response to the POST that made it,
+# so the secret is never stored anywhere (a message would keep it in a cookie or the
+# session until the next page).
+_SECRET_PAGE = engines["django"].from_string(
+    """{% extends "admin/base_site.html" %}
+{% block breadcrumbs %}<div class="breadcrumbs"><a href="{% url 'admin:index' %}">Home</a>
+&rsaquo; <a href="{{ changelist_url }}">Service clients</a> &rsaquo; {{ client.name }}</div>{% endblock %}
+{% block content %}
+<p>{{ intro }}</p>
+<table>
+<tr><th>client_id</th><td><code id="client-id">{{ client.client_id }}</code></td></tr>
+<tr><th>client_secret</th><td><code id="client-secret">{{ secret }}</code></td></tr>
+<tr><th>scope</th><td><code id="client-scope">{{ client.scopes }}</code></td></tr>
+</table>
+<p><strong>Copy the secret now: it is shown only this once, and only its digest is stored.</strong>
+If it is lost, rotate it.</p>
+<p><a href="{{ changelist_url }}">Back to the service clients</a></p>
+{% endblock %}"""
+)
+
+
+@admin.register(ServiceClient)
+class ServiceClientAdmin(admin.ModelAdmin):
+    """Service clients: created here (the secret is shown once), rotated and disabled by actions.
+
+    Every step goes through accounts.services.clients and its audit entry. A client's
+    scopes are fixed at creation (a wider grant is a new client); a client is disabled,
+    never deleted, so the audit trail keeps naming it.
+    """
+
+    add_form = ServiceClientCreationForm
+    list_display = ("name", "client_id", "scopes", "is_active", "created_at", "secret_changed_at", "last_used_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "=client_id")
+    ordering = ("-created_at",)
+    readonly_fields = ("client_id", "scopes", "is_active", "created_at", "secret_changed_at", "last_used_at")
+    fields = ("name", *readonly_fields)
+    actions = ["rotate_secret", "disable_clients"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ("name", "scopes") if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        client, secret = client_create(
+            name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"], request=request, actor=request.user
+        )
+        # The admin goes on with `obj` (its log entry): it becomes the row just created.
+        for field in ServiceClient._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(client, field.attname))
+        obj._state.adding, obj._state.db = False, client._state.db
+        request._service_client_secret = secret
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._secret_page(request, obj, request._service_client_secret, "The service client was created.")
+
+    def _secret_page(self, request, client, secret, intro):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Secret of {client.name}",
+            "opts": self.opts,
+            "client": client,
+            "secret": secret,
+            "intro": intro,
+            "changelist_url": reverse("admin:accounts_serviceclient_changelist", current_app=self.admin_site.name),
+        }
+        response = TemplateResponse(request, _SECRET_PAGE, context)
+        patch_cache_control(response, no_store=True)
+        return response
+
+    @admin.action(
+        description="Rotate the secret of the selected client (shows the new one once)", permissions=["change"]
+    )
+    def rotate_secret(self, request, queryset):
+        clients = list(queryset[:2])
+        if len(clients) != 1:
+            self.message_user(request, "Select exactly one client to rotate its secret.", messages.ERROR)
+            return None
+        try:
+            secret = client_secret_rotate(client=clients[0], request=request, actor=request.user)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return None
+        intro = "The secret was rotated: the old one and every token issued with it no longer work."
+        return self._secret_page(request, clients[0], secret, intro)
+
+    @admin.action(description="Disable the selected clients (their tokens stop working)", permissions=["change"])
+    def disable_clients(self, request, queryset):
+        count = sum(client_disable(client=client, request=request, actor=request.user) for client in queryset)
+        self.message_user(request, f"Disabled {count} client(s).", messages.SUCCESS)

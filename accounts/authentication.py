@@ -5,7 +5,8 @@ from django.contrib.auth.models import AnonymousUser
 from graphql_jwt.settings import jwt_settings
 
 from accounts.exceptions import AuthError, TokenInvalid
-from accounts.selectors import user_get_for_access
+from accounts.selectors import ServiceCaller, service_caller_get, user_get_for_access
+from accounts.services.clients import service_token_claimed, service_token_verify
 from accounts.tokens import access_token_verify
 
 
@@ -31,31 +32,49 @@ def bearer_token_from_header(header: str | None) -> str | None:
 class BearerAuthentication:
     """The outcome of one request's Authorization header.
 
-    The token is verified when the request arrives (no database); the user is loaded on
-    first use, once, so anonymous and invalid requests cost no query and an
-    authenticated one costs exactly one however many fields ask for the viewer.
+    The token is verified when the request arrives (no database); the user (or, for a
+    service token, the client) is loaded on first use, once, so anonymous and invalid
+    requests cost no query and an authenticated one costs exactly one however many fields
+    ask for it (none with the session cache warm).
+
+    A user's token is tried first, so a user's request costs what it did before service
+    tokens existed. Only a token that this refuses and that says it is a service token is
+    verified as one (accounts.services.clients.service_token_verify: signature, type and
+    claims again, from scratch). A service token's request has no viewer (`get_user` is
+    None, so every user-only operation is UNAUTHENTICATED); its caller is `get_caller`.
     """
 
-    __slots__ = ("_user", "claims", "error")
+    __slots__ = ("_caller", "_user", "claims", "error", "service_claims")
 
     def __init__(self, header: str | None):
         self.claims = None
+        self.service_claims = None
         self.error: AuthError | None = None
         self._user = None
+        self._caller = None
         try:
             token = bearer_token_from_header(header)
             if token is not None:
-                self.claims = access_token_verify(token)
+                try:
+                    self.claims = access_token_verify(token)
+                except TokenInvalid:
+                    if not service_token_claimed(token):
+                        raise
+                    self.service_claims = service_token_verify(token)
         except AuthError as exc:
             self.error = exc
 
     def get_user(self):
-        """Return the authenticated user, or None for an anonymous request.
+        """Return the authenticated user, or None for an anonymous request or a service token's.
 
-        Raises the request's token error (TokenInvalid, TokenExpired, TokenRevoked).
+        Raises the request's token error (TokenInvalid, TokenExpired, TokenRevoked), for a
+        service token too: a revoked one is never served as anonymous.
         """
         if self.error is not None:
             raise type(self.error)(self.error.message)
+        if self.service_claims is not None:
+            self.get_caller()
+            return None
         if self.claims is None:
             return None
         if self._user is None:
@@ -65,6 +84,28 @@ class BearerAuthentication:
                 self.error = exc
                 raise
         return self._user
+
+    def get_caller(self) -> ServiceCaller | None:
+        """Return the service client calling with its token, or None for a user's or anonymous request.
+
+        Raises the request's token error (TokenInvalid, TokenExpired, TokenRevoked).
+        """
+        if self.error is not None:
+            raise type(self.error)(self.error.message)
+        if self.service_claims is None:
+            return None
+        if self._caller is None:
+            try:
+                self._caller = service_caller_get(claims=self.service_claims)
+            except AuthError as exc:
+                self.error = exc
+                raise
+        return self._caller
+
+    @property
+    def is_service(self) -> bool:
+        """Whether the request carries a service token (verified, though its client is not checked yet)."""
+        return self.service_claims is not None
 
     def get_user_or_anonymous(self):
         """Return the user, or AnonymousUser for anonymous and failed requests (for Django)."""

@@ -280,6 +280,9 @@ class AuthEventKind(models.TextChoices):
     EMAIL_CHANGED = "email_changed", "Email address changed"
     USERNAME_CHANGED = "username_changed", "Username changed"
     ACCOUNT_DELETED = "account_deleted", "Account deleted"
+    CLIENT_CREATED = "client_created", "Service client created"
+    CLIENT_SECRET_ROTATED = "client_secret_rotated", "Service client secret rotated"
+    CLIENT_DISABLED = "client_disabled", "Service client disabled"
 
 
 class AuthEvent(models.Model):
@@ -344,3 +347,41 @@ class RateLimitWindow(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class ServiceClient(models.Model):
+    """A server that calls Gatehouse with OAuth 2.0 client credentials (RFC 6749 §4.4).
+
+    `client_id` is public and random; the secret (256 random bits) is shown once and
+    stored only as a SHA-256 digest: for a secret that random, a fast digest is as safe as
+    a slow hash. `scopes` (space-separated, from accounts.scopes.SCOPES) bounds what its
+    tokens may do. A client is disabled, never deleted, so the audit trail keeps naming it.
+    Its tokens die when it is disabled, and those issued before `secret_changed_at` when
+    its secret is rotated (accounts.services.clients).
+    """
+
+    name = models.CharField(max_length=100, help_text="Who calls with this client; for people, not for code.")
+    client_id = models.CharField(max_length=64, unique=True, editable=False)
+    secret_digest = models.CharField(max_length=64, editable=False)
+    scopes = models.CharField(max_length=200, help_text="Space-separated: users:read, users:write, tokens:introspect.")
+    is_active = models.BooleanField(default=True, editable=False, help_text="Disabled clients get no token.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    secret_changed_at = models.DateTimeField(
+        default=timezone.now,
+        editable=False,
+        help_text="When the current secret was set; tokens issued before this second are refused.",
+    )
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the client last authenticated."
+    )
+
+    class Meta:
+        verbose_name = "service client"
+        verbose_name_plural = "service clients"
+
+    def __str__(self):
+        return f"{self.name} ({self.client_id})"
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()

@@ -1,6 +1,7 @@
 """Read-only queries of the account rules."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -12,8 +13,17 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.exceptions import Forbidden, TokenRevoked, Unauthenticated
-from accounts.models import Session, User
-from accounts.session_cache import Access, cached_fields, datetime_fields, session_cache, viewer_build
+from accounts.models import ServiceClient, Session, User
+from accounts.scopes import USERS_READ
+from accounts.session_cache import (
+    Access,
+    cached_fields,
+    client_build,
+    client_cached_fields,
+    datetime_fields,
+    session_cache,
+    viewer_build,
+)
 from accounts.tokens import AccessClaims, access_token_verify
 from accounts.validators import canonical_email, canonical_username, has_control_characters
 
@@ -183,8 +193,15 @@ def _login_sql(field: str, lock: bool) -> tuple[str, list[str]]:
     return sql, names
 
 
-def user_get_visible(*, viewer: User | None, user_id: int) -> User | None:
-    """Return the user `viewer` may see by id: themselves, or anyone for staff; else None."""
+def user_get_visible(*, viewer: User | None, user_id: int, caller: "ServiceCaller | None" = None) -> User | None:
+    """Return the user `viewer` may see by id: themselves, or anyone for staff; else None.
+
+    A service caller (no viewer) with `users:read` sees anyone, as staff do; raises
+    Forbidden for one without it.
+    """
+    if caller is not None:
+        caller_scope_require(caller, USERS_READ)
+        return User.objects.filter(pk=user_id).first()
     if viewer is None:
         return None
     if viewer.pk == user_id:
@@ -250,18 +267,22 @@ def user_list(
     joined_after=None,
     joined_before=None,
     order_by: str | None = None,
+    caller: "ServiceCaller | None" = None,
 ):
     """Return the accounts matching a staff search, in a stable order (ties broken by id).
 
-    Staff only: raises Unauthenticated for an anonymous viewer and Forbidden for anyone
-    else. `search` matches username or email, ignoring case; `joined_after` and
-    `joined_before` bound `date_joined` (inclusive, exclusive; a time without a zone is
-    UTC). Raises ValidationError keyed by argument for a search that is too long or holds
-    control characters, and for a date no database can compare.
+    Staff, and service callers with `users:read`, only: raises Unauthenticated for an
+    anonymous viewer and Forbidden for anyone else. `search` matches username or email,
+    ignoring case; `joined_after` and `joined_before` bound `date_joined` (inclusive,
+    exclusive; a time without a zone is UTC). Raises ValidationError keyed by argument for
+    a search that is too long or holds control characters, and for a date no database can
+    compare.
     """
-    if viewer is None:
+    if caller is not None:
+        caller_scope_require(caller, USERS_READ)
+    elif viewer is None:
         raise Unauthenticated
-    if not viewer.is_staff:
+    elif not viewer.is_staff:
         raise Forbidden
     if search is not None and (len(search) > USER_SEARCH_MAX_LENGTH or has_control_characters(search)):
         raise ValidationError(
@@ -288,3 +309,63 @@ def _comparable_time(value: datetime, field: str) -> datetime:
         return value.astimezone(UTC)
     except (OverflowError, ValueError):
         raise ValidationError({field: "This time is outside the supported range."}) from None
+
+
+# Service clients -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceCaller:
+    """Who a service token's request is: the live client, and the scopes its token grants.
+
+    The token's scopes, not the client's: a token may have asked for fewer (RFC 6749 §3.3),
+    and those are what this request may do.
+    """
+
+    client: ServiceClient
+    scopes: tuple[str, ...]
+
+
+def caller_scope_require(caller: ServiceCaller, scope: str) -> None:
+    """Raise Forbidden unless the caller's token grants `scope`."""
+    if scope not in caller.scopes:
+        raise Forbidden(f"This needs the `{scope}` scope.")
+
+
+def service_caller_get(*, claims: dict) -> ServiceCaller:
+    """Return the caller of a verified service token: from the cache, else in one query.
+
+    `claims` are those accounts.services.clients.service_token_verify returned. This is
+    the per-request check of a service token, as user_get_for_access is of a user's: with
+    the session cache a known client costs one Redis round trip and no SQL; a miss, or a
+    Redis that fails, reads the client's row and fills the cache. Raises TokenRevoked when
+    the client is unknown or disabled, its secret changed after the token was issued
+    (counted in whole seconds, as `iat` is), or it no longer holds a scope of the token.
+    """
+    client_id, scopes = claims["sub"], tuple(claims["scope"].split(" "))
+    store = session_cache()
+    client = seen = None
+    if store is not None:
+        found = store.client_lookup(client_id)
+        if isinstance(found, ServiceClient):
+            client = found
+        else:
+            seen = found
+    if client is None:
+        client = _client_read(client_id)
+        if client is None:
+            raise TokenRevoked
+        if seen is not None and not connection.in_atomic_block:
+            # Only what is committed is shared (a read inside a transaction may see its own writes).
+            store.client_fill(client=client, seen=seen)
+    if claims["iat"] < int(client.secret_changed_at.timestamp()):
+        raise TokenRevoked
+    if any(scope not in client.scope_list for scope in scopes):
+        raise TokenRevoked
+    return ServiceCaller(client=client, scopes=scopes)
+
+
+def _client_read(client_id: str) -> ServiceClient | None:
+    """Read an active client's cached columns (never its secret's digest) in one query, or None."""
+    row = ServiceClient.objects.filter(client_id=client_id, is_active=True).values_list(*client_cached_fields()).first()
+    return None if row is None else client_build(dict(zip(client_cached_fields(), row, strict=True)))

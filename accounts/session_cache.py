@@ -22,6 +22,14 @@ only if they are still current: a change that committed after the read has repla
 them after its commit. Sign-in and refresh write their new session the same way, with the
 nonces read under their row locks. An evicted or expired nonce only turns hits into misses.
 
+Service clients. A service token's request checks its client the same way: the client's
+state (`{prefix}:sc:c:<client_id>`: id, name, scopes, active flag, when its secret last
+changed; never the secret's digest) is kept under the client's own nonce
+(`{prefix}:sc:cn:<client_id>`) and the global one, with the same fill script and the same
+signature (bound to `client:<client_id>`). Only active clients are kept. Disabling a
+client, rotating its secret or saving it otherwise calls `clients_changed`, which replaces
+its nonce after the commit, so its tokens are refused on the next request in every process.
+
 Failures: when Redis is unreachable, slow (one socket timeout) or answers nonsense, the
 database answers instead (counted in `stats`), and a circuit breaker keeps this process
 on the database for RATE_LIMIT_REDIS_COOLDOWN seconds, logging once per outage. An
@@ -51,7 +59,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from accounts.exceptions import TokenExpired
-from accounts.models import User
+from accounts.models import ServiceClient, User
 from accounts.ratelimit import CircuitBreaker, redis_address, redis_client
 
 logger = logging.getLogger(__name__)
@@ -193,6 +201,10 @@ class SessionCache:
         prefix = self._prefix()
         return f"{prefix}:s:{session_id}", f"{prefix}:u:{user_id}", f"{prefix}:g"
 
+    def _client_keys(self, client_id: str) -> tuple[str, str, str]:
+        prefix = self._prefix()
+        return f"{prefix}:c:{client_id}", f"{prefix}:cn:{client_id}", f"{prefix}:g"
+
     # Calls through the breaker --------------------------------------------------------
 
     def _call(self, operation, *, always: bool = False):
@@ -302,9 +314,16 @@ class SessionCache:
     def lookup(self, session_id: str, user_id: int) -> Access | Miss | None:
         """Return the session's entry, a Miss (with the nonces seen), or None when Redis failed."""
         keys = self._keys(session_id, user_id)
+        return self._lookup(keys, session_id, _decode, user_id)
+
+    def _lookup(self, keys, signed_id: str, decode, owner, kind: str = ""):
+        """Read an entry and its two nonces in one MGET; return `decode(body, owner)`, a Miss, or None.
+
+        `kind` prefixes the counters in `stats` ("" for sessions, "client_" for clients).
+        """
         answer = self._call(lambda client: _checked_values(self._mget(keys), 3))
         if answer is None:
-            stats["fallback"] += 1
+            stats[kind + "fallback"] += 1
             return None
         entry, user_nonce, global_nonce = answer
         if entry is not None and user_nonce is not None and global_nonce is not None:
@@ -314,18 +333,23 @@ class SessionCache:
                 and parts[0] == user_nonce
                 and parts[1] == global_nonce
                 and parts[2] == FORMAT
-                and hmac.compare_digest(parts[3], _signature(session_id, user_nonce, global_nonce, parts[4]))
+                and hmac.compare_digest(parts[3], _signature(signed_id, user_nonce, global_nonce, parts[4]))
             ):
-                access = _decode(parts[4], user_id)
-                if access is not None:
-                    stats["hit"] += 1
-                    return access
-                stats["malformed"] += 1
-        stats["miss"] += 1
+                value = decode(parts[4], owner)
+                if value is not None:
+                    stats[kind + "hit"] += 1
+                    return value
+                stats[kind + "malformed"] += 1
+        stats[kind + "miss"] += 1
         if user_nonce is None or global_nonce is None:
             # First use of the account (or an evicted nonce): create them, one more round trip.
             return self._ensured_nonces(keys[1], keys[2])
         return Miss(user_nonce, global_nonce)
+
+    def client_lookup(self, client_id: str) -> ServiceClient | Miss | None:
+        """Return the active client's entry, a Miss (with the nonces seen), or None when Redis failed."""
+        keys = self._client_keys(client_id)
+        return self._lookup(keys, _client_signed_id(client_id), _client_decode, client_id, "client_")
 
     def nonces(self, user_id: int) -> Miss | None:
         """Return the account's current nonces (for a write after a database read), or None.
@@ -350,36 +374,49 @@ class SessionCache:
         ttl_ms = min(
             settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000, int((access.ends_at().timestamp() - time.time()) * 1000)
         )
+        keys = self._keys(session_id, access.user.pk)
+        self._write(keys, session_id, _encode(access), ttl_ms=ttl_ms, seen=seen, replace=replace)
+
+    def client_fill(self, *, client: ServiceClient, seen: Miss) -> None:
+        """Write an active client's entry if the nonces are still `seen` (read before the client's row)."""
+        keys = self._client_keys(client.client_id)
+        data = _client_encode(client)
+        ttl_ms = settings.GATEHOUSE["SESSION_CACHE_TTL"] * 1000
+        self._write(keys, _client_signed_id(client.client_id), data, ttl_ms=ttl_ms, seen=seen, kind="client_")
+
+    def _write(self, keys, signed_id: str, data: bytes, *, ttl_ms: int, seen: Miss, replace=False, kind=""):
         if ttl_ms <= 0:
             return
         fresh_nonce = secrets.token_hex(8).encode()
         # The nonces the entry will be stored under (the script writes it only if they are
         # current), signed with it: an entry is believed only if Gatehouse wrote it for
-        # this session under these nonces.
+        # this session (or client) under these nonces.
         user_nonce = fresh_nonce if replace else seen.user_nonce
-        data = _encode(access)
-        body = FORMAT + b"|" + _signature(session_id, user_nonce, seen.global_nonce, data) + b"|" + data
-        keys = self._keys(session_id, access.user.pk)
+        body = FORMAT + b"|" + _signature(signed_id, user_nonce, seen.global_nonce, data) + b"|" + data
         args = [seen.user_nonce, seen.global_nonce, fresh_nonce, body, ttl_ms, int(replace), _nonce_ttl_ms()]
         written = self._call(lambda client: _checked_flag(self.fill_script(keys=list(keys), args=args)), always=replace)
         if written is None and replace:
             # The account changed and its other entries could not be invalidated.
             self._invalidation_failed()
         elif written:
-            stats["write"] += 1
+            stats[kind + "write"] += 1
 
-    def invalidate(self, user_ids, session_ids=()) -> None:
-        """Replace the nonces of these accounts (and drop these sessions' entries)."""
+    def invalidate(self, user_ids, session_ids=(), client_ids=()) -> None:
+        """Replace the nonces of these accounts and clients (and drop these sessions' and clients' entries)."""
         prefix, ttl = self._prefix(), _nonce_ttl_ms()
+        nonce_keys = [f"{prefix}:u:{user_id}" for user_id in user_ids]
+        nonce_keys += [f"{prefix}:cn:{client_id}" for client_id in client_ids]
+        entry_keys = [f"{prefix}:s:{session_id}" for session_id in session_ids]
+        entry_keys += [f"{prefix}:c:{client_id}" for client_id in client_ids]
 
         def write(client):
             pipe = client.pipeline(transaction=False)
-            for user_id in user_ids:
-                pipe.set(f"{prefix}:u:{user_id}", secrets.token_hex(8), px=ttl)
-            if session_ids:
-                pipe.delete(*(f"{prefix}:s:{session_id}" for session_id in session_ids))
+            for key in nonce_keys:
+                pipe.set(key, secrets.token_hex(8), px=ttl)
+            if entry_keys:
+                pipe.delete(*entry_keys)
             answers = pipe.execute()
-            sets, deletes = answers[: len(user_ids)], answers[len(user_ids) :]
+            sets, deletes = answers[: len(nonce_keys)], answers[len(nonce_keys) :]
             if not all(answer is True for answer in sets) or not all(type(answer) is int for answer in deletes):
                 raise ValueError("unexpected answer to an invalidation")
             return answers
@@ -453,6 +490,52 @@ def _decode(body: bytes, user_id: int) -> Access | None:
         return None
 
 
+# Service clients ----------------------------------------------------------------------
+
+
+@cache
+def client_cached_fields() -> tuple[str, ...]:
+    """The client's columns an entry holds, in model order: what a service request checks and shows.
+
+    Not the secret's digest (nothing in Redis is a secret), nor the times only the admin shows.
+    """
+    kept = {"id", "name", "client_id", "scopes", "is_active", "secret_changed_at"}
+    return tuple(field.attname for field in ServiceClient._meta.concrete_fields if field.attname in kept)
+
+
+def client_build(values: dict) -> ServiceClient:
+    """Return the client from its cached (or selected) columns; the others stay deferred."""
+    names = client_cached_fields()
+    return ServiceClient.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names])
+
+
+def _client_signed_id(client_id: str) -> str:
+    # Its own namespace in the signature: a client's entry can never pass for a session's.
+    return f"client:{client_id}"
+
+
+def _client_encode(client: ServiceClient) -> bytes:
+    return orjson.dumps([getattr(client, name) for name in client_cached_fields()])
+
+
+def _client_decode(body: bytes, client_id: str) -> ServiceClient | None:
+    """Return the entry's client, or None when it is not one we wrote for this active client."""
+    names = client_cached_fields()
+    try:
+        values = orjson.loads(body)
+        if not isinstance(values, list) or len(values) != len(names):
+            return None
+        row = dict(zip(names, values, strict=True))
+        if row["client_id"] != client_id or row["is_active"] is not True:
+            return None
+        if type(row["id"]) is not int or not isinstance(row["name"], str) or not isinstance(row["scopes"], str):
+            return None
+        row["secret_changed_at"] = _aware(row["secret_changed_at"])
+        return client_build(row)
+    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, OverflowError):
+        return None
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -513,6 +596,22 @@ def users_changed(user_ids, *, session_ids=()) -> None:
         transaction.on_commit(lambda: store.invalidate(user_ids, session_ids))
 
 
+def clients_changed(client_ids) -> None:
+    """Invalidate the cached state of these service clients (by client_id) once the transaction commits.
+
+    Call it beside every write that disables a client or changes its secret, scopes or
+    name: after the commit, and before the admin action or command returns, so that the
+    client's tokens are refused (or its new scopes applied) on the very next request in
+    every process.
+    """
+    store = session_cache()
+    if store is None:
+        return
+    client_ids = sorted(set(client_ids))
+    if client_ids:
+        transaction.on_commit(lambda: store.invalidate((), client_ids=client_ids))
+
+
 def seen_nonces(user_id: int) -> Miss | None:
     """Return the account's nonces before its rows are read, for `session_cached`; None when off."""
     store = session_cache()
@@ -548,6 +647,20 @@ def _account_deleted(sender, instance, **kwargs):
     # Any deletion of an account (a shell's `user.delete()` or queryset delete too; the
     # services also say so themselves) ends its cached sessions.
     users_changed([instance.pk])
+
+
+@receiver(post_save, sender=ServiceClient)
+def _client_saved(sender, instance, created, **kwargs):
+    # Every save of an existing client (the admin's form changing its name or scopes, a
+    # shell) may change what its entry holds. A new client has none yet.
+    if not created:
+        clients_changed([instance.client_id])
+
+
+@receiver(post_delete, sender=ServiceClient)
+def _client_deleted(sender, instance, **kwargs):
+    # Clients are disabled, not deleted; a deletion in a shell must still end their tokens.
+    clients_changed([instance.client_id])
 
 
 @receiver(setting_changed)

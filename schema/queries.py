@@ -7,8 +7,8 @@ from graphql_relay import cursor_to_offset
 
 from accounts.selectors import USER_ORDERINGS, USER_SEARCH_MAX_LENGTH, user_list
 from schema.errors import RequestErrorCode, coded_error, user_errors_from
-from schema.types import Node, UserType
-from schema.viewer import viewer
+from schema.types import Node, ServiceClientType, UserType
+from schema.viewer import service_caller, viewer
 
 USERS_PAGE_MAX = 100
 
@@ -20,10 +20,19 @@ UserOrderBy = graphene.Enum(
 
 
 class Query(graphene.ObjectType):
-    """Read the signed-in user and the objects they may see."""
+    """Read the signed-in user (or the calling service client) and the objects they may see."""
 
-    me = graphene.Field(UserType, description="The signed-in user; null for a request without a token.")
-    node = Node.Field(description="Fetch an object by its global ID: your own user, or anyone's for staff.")
+    me = graphene.Field(
+        UserType, description="The signed-in user; null for a request without a token or with a service token."
+    )
+    service_client = graphene.Field(
+        ServiceClientType,
+        description="The service client calling with a service token; null for a user's token and without a token.",
+    )
+    node = Node.Field(
+        description="Fetch an object by its global ID: your own user, or anyone's for staff and for a service "
+        "token with `users:read`."
+    )
     users = graphene.relay.ConnectionField(
         UserType._meta.connection,
         search=graphene.String(
@@ -39,12 +48,17 @@ class Query(graphene.ObjectType):
         last=graphene.Int(description=f"Page size from the end, at most {USERS_PAGE_MAX}."),
         after=graphene.String(description="The `endCursor` of the previous page."),
         before=graphene.String(description="The `startCursor` of the next page, to page backwards."),
-        description=f"Accounts, for staff only: search, filters and pages of at most {USERS_PAGE_MAX}.",
+        description=f"Accounts, for staff and service tokens with `users:read` only: search, filters and pages of "
+        f"at most {USERS_PAGE_MAX}.",
     )
 
     @staticmethod
     def resolve_me(root, info):
         return viewer(info)
+
+    @staticmethod
+    def resolve_service_client(root, info):
+        return service_caller(info)
 
     @staticmethod
     def resolve_users(root, info, order_by=None, **arguments):
@@ -56,7 +70,12 @@ class Query(graphene.ObjectType):
             if page[name] is not None and (cursor_to_offset(page[name]) or 0) < 0:
                 raise coded_error(f"`{name}` is not a cursor of this list.", RequestErrorCode.BAD_USER_INPUT)
         try:
-            users = user_list(viewer=viewer(info), order_by=getattr(order_by, "value", order_by), **arguments)
+            users = user_list(
+                viewer=viewer(info),
+                caller=service_caller(info),
+                order_by=getattr(order_by, "value", order_by),
+                **arguments,
+            )
         except ValidationError as exc:
             raise coded_error(
                 " ".join(error.message for error in user_errors_from(exc)), RequestErrorCode.BAD_USER_INPUT

@@ -9,9 +9,15 @@ from graphene_django import DjangoObjectType
 from graphql_relay import from_global_id
 
 from accounts.models import Session, User
-from accounts.selectors import session_get_live, session_list_visible, user_get_visible
+from accounts.scopes import USERS_READ
+from accounts.selectors import (
+    caller_scope_require,
+    session_get_live,
+    session_list_visible,
+    user_get_visible,
+)
 from schema.errors import RequestErrorCode, coded_error
-from schema.viewer import viewer
+from schema.viewer import service_caller, viewer
 
 
 class Node(relay.Node):
@@ -25,8 +31,12 @@ class Node(relay.Node):
         """Return the object a global ID names if the viewer may see it, else null.
 
         A malformed ID is BAD_USER_INPUT; an ID of a type that is not a node is null, like
-        an object that does not exist or is not yours.
+        an object that does not exist or is not yours. A service token needs `users:read`
+        (else FORBIDDEN), and then sees any user, as staff do, and no session.
         """
+        caller = service_caller(info)
+        if caller is not None:
+            caller_scope_require(caller, USERS_READ)
         try:
             type_name, object_id = from_global_id(global_id)
         except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
@@ -91,7 +101,7 @@ class UserType(DjangoObjectType):
             return None
         if not 0 < user_id < 2**63:
             return None
-        return user_get_visible(viewer=viewer(info), user_id=user_id)
+        return user_get_visible(viewer=viewer(info), user_id=user_id, caller=service_caller(info))
 
     @staticmethod
     def resolve_sessions(user, info):
@@ -139,3 +149,30 @@ class SessionType(DjangoObjectType):
         if session_id is None or user is None:
             return None
         return session_get_live(user=user, session_id=session_id)
+
+
+class ServiceClientType(graphene.ObjectType):
+    """A server calling Gatehouse with a service token (OAuth 2.0 client credentials)."""
+
+    class Meta:
+        name = "ServiceClient"
+
+    client_id = graphene.String(required=True, description="The client's public `client_id` (the token's `sub`).")
+    name = graphene.String(required=True, description="The client's name, as its administrator gave it.")
+    scopes = graphene.List(
+        graphene.NonNull(graphene.String),
+        required=True,
+        description="What this request's token may do: its scopes, all of which the client still holds.",
+    )
+
+    @staticmethod
+    def resolve_client_id(caller, info):
+        return caller.client.client_id
+
+    @staticmethod
+    def resolve_name(caller, info):
+        return caller.client.name
+
+    @staticmethod
+    def resolve_scopes(caller, info):
+        return list(caller.scopes)

@@ -1,4 +1,5 @@
-"""The root Mutation type: sign-in, tokens and sessions (tokens.py), and the account flows (account.py)."""
+"""The root Mutation type: sign-in, tokens and sessions (tokens.py), the account flows (account.py),
+and what service tokens may do (service.py)."""
 
 import graphene
 
@@ -12,6 +13,7 @@ from schema.mutations.account import (
     UpdateAccount,
     VerifyAccount,
 )
+from schema.mutations.service import DeactivateUser, RevokeUserSessions, service_tokens_refused
 from schema.mutations.tokens import (
     DeleteRefreshTokenCookie,
     LogoutAll,
@@ -24,7 +26,7 @@ from schema.mutations.tokens import (
 
 
 class Mutation(graphene.ObjectType):
-    """Create and manage accounts, sign in and out, and manage sessions."""
+    """Create and manage accounts, sign in and out, and manage sessions; service tokens may manage users."""
 
     register = Register.Field(description="Create an account, send a verification email, and sign it in.")
     token_auth = TokenAuth.Field(description="Sign in and get an access token and a refresh token.")
@@ -41,3 +43,23 @@ class Mutation(graphene.ObjectType):
     password_change = PasswordChange.Field(description="Change your password; other sessions end.")
     update_account = UpdateAccount.Field(description="Change your username or ask to change your email address.")
     delete_account = DeleteAccount.Field(description="Delete your account.")
+    revoke_user_sessions = RevokeUserSessions.Field(
+        description="End every session of a user (service tokens with `users:write`)."
+    )
+    deactivate_user = DeactivateUser.Field(
+        description="Deactivate a user and end their sessions (service tokens with `users:write`)."
+    )
+
+
+# The only mutations a service token may call; they check its scopes themselves.
+SERVICE_MUTATIONS = frozenset({"revoke_user_sessions", "deactivate_user"})
+
+
+def _refuse_service_tokens(mutation_type) -> None:
+    """Guard every other mutation field (those added later too) against service tokens."""
+    for name, field in mutation_type._meta.fields.items():
+        if name not in SERVICE_MUTATIONS:
+            field.resolver = service_tokens_refused(field.resolver)
+
+
+_refuse_service_tokens(Mutation)
