@@ -6,8 +6,8 @@ from graphql_jwt.settings import jwt_settings
 
 from accounts.exceptions import AuthError, TokenInvalid
 from accounts.selectors import ServiceCaller, service_caller_get, user_get_for_access
-from accounts.services.clients import service_token_claimed, service_token_verify
-from accounts.tokens import access_token_verify
+from accounts.services.clients import service_token_verify
+from accounts.tokens import OtherTokenType, access_token_verify
 
 
 def bearer_token_from_header(header: str | None) -> str | None:
@@ -38,9 +38,10 @@ class BearerAuthentication:
     ask for it (none with the session cache warm).
 
     A user's token is tried first, so a user's request costs what it did before service
-    tokens existed. Only a token that this refuses and that says it is a service token is
-    verified as one (accounts.services.clients.service_token_verify: signature, type and
-    claims again, from scratch). A service token's request has no viewer (`get_user` is
+    tokens existed. Only a token that we signed but that is of another type
+    (OtherTokenType) is verified again as a service token
+    (accounts.services.clients.service_token_verify: signature, type and claims, from
+    scratch); a forged or broken token costs one verification. A service token's request has no viewer (`get_user` is
     None, so every user-only operation is UNAUTHENTICATED); its caller is `get_caller`.
     """
 
@@ -57,9 +58,7 @@ class BearerAuthentication:
             if token is not None:
                 try:
                     self.claims = access_token_verify(token)
-                except TokenInvalid:
-                    if not service_token_claimed(token):
-                        raise
+                except OtherTokenType:
                     self.service_claims = service_token_verify(token)
         except AuthError as exc:
             self.error = exc

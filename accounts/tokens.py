@@ -32,6 +32,16 @@ from accounts.keys import key_id as key_id  # re-exported: the HMAC `kid`, where
 from accounts.keys import key_set
 
 ACCESS = "access"
+
+
+class OtherTokenType(TokenInvalid):
+    """A token we signed, of another type than the one asked for (TOKEN_INVALID to the client).
+
+    BearerAuthentication verifies a token as a user's first and, only on this error, as a
+    service token's: a forged or broken token costs one verification, never two.
+    """
+
+
 # The claims every token carries, whatever its type, and those of a user's access token.
 COMMON_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud", "token_type")
 REQUIRED_CLAIMS = (*COMMON_CLAIMS, "sid")
@@ -195,7 +205,8 @@ def jwt_verify(token: str, *, token_type: str, max_lifetime: int) -> dict:
     if payload["iss"] != jwt_settings.JWT_ISSUER or payload["aud"] != jwt_settings.JWT_AUDIENCE:
         raise TokenInvalid
     if payload["token_type"] != token_type:
-        raise TokenInvalid
+        # Signed by us, but another type of token: the caller may try the other verification.
+        raise OtherTokenType
     leeway = jwt_settings.JWT_LEEWAY
     # Expiry is checked after the claim types: a bool or string `exp` is malformed, not
     # merely expired.

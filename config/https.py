@@ -12,6 +12,7 @@ answer before this middleware runs.
 
 import posixpath
 from collections.abc import Iterable
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
@@ -26,7 +27,14 @@ def is_api_path(path: str, prefixes: Iterable[str]) -> bool:
 
     Below means at a "/" boundary, whether or not the prefix ends in "/": "/graphql" and
     "/graphql/" both cover "/graphql", "/graphql/" and "/graphql/x", never "/graphqlx".
+    Five middlewares ask this of every request: the answer is remembered for the most
+    recent paths (a bounded cache, so no flood of distinct paths can grow it).
     """
+    return _is_api_path(path, prefixes if isinstance(prefixes, tuple) else tuple(prefixes))
+
+
+@lru_cache(maxsize=1024)
+def _is_api_path(path: str, prefixes: tuple[str, ...]) -> bool:
     bases = (prefix.rstrip("/") for prefix in prefixes)
     return any(path == base or path.startswith(base + "/") for base in bases)
 

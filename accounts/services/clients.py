@@ -14,7 +14,6 @@ Service tokens are JWTs signed like user tokens, with RFC 9068 claim names and
 is required, and service_token_check refuses a user's token.
 """
 
-import base64
 import hashlib
 import hmac
 import re
@@ -22,7 +21,6 @@ import secrets
 import time
 from dataclasses import dataclass
 
-import orjson
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -256,23 +254,6 @@ def service_token_verify(token: str) -> dict:
     if not isinstance(scope, str) or not scope or any(name not in SCOPES for name in scope.split(" ")):
         raise TokenInvalid
     return payload
-
-
-def service_token_claimed(token: str) -> bool:
-    """Whether a token says (unverified) that it is a service token.
-
-    Only used to choose which verification to run after the user-token one refused it
-    (so a user's request never pays for this): the claim decides nothing by itself, since
-    service_token_verify then checks the signature and `token_type` like every other claim.
-    """
-    segments = token.split(".")
-    if len(segments) != 3:
-        return False
-    try:
-        payload = orjson.loads(base64.urlsafe_b64decode(segments[1] + "=" * (-len(segments[1]) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        return False
-    return isinstance(payload, dict) and payload.get("token_type") == SERVICE
 
 
 def service_token_check(token: str) -> tuple[ServiceClient, dict]:

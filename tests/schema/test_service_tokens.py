@@ -21,6 +21,7 @@ from graphene.utils.str_converters import to_camel_case
 from graphql import GraphQLNonNull, get_named_type
 from graphql_relay import to_global_id
 
+import accounts.authentication
 from accounts.error_codes import AuthErrorCode, UserErrorCode
 from accounts.models import AuthEvent, AuthEventKind, RefreshToken, ServiceClient, Session, SessionEndReason, User
 from accounts.scopes import TOKENS_INTROSPECT, USERS_READ, USERS_WRITE
@@ -507,3 +508,22 @@ def test_a_hostile_token_that_says_it_is_a_service_token_is_token_invalid(gql, u
 def test_a_service_token_of_an_unknown_client_is_token_revoked(gql, db):
     body = gql(SERVICE_CLIENT, token=jwt_encode(_claims("svc_" + "C" * 24)))
     assert error_codes(body) == REVOKED
+
+
+def test_a_broken_token_is_verified_once_and_a_service_token_as_one(gql, db, user, token, monkeypatch):
+    # The second verification (as a service token) runs only for a token we signed as one.
+    verified = []
+    real = accounts.authentication.service_token_verify
+    monkeypatch.setattr(accounts.authentication, "service_token_verify", lambda t: verified.append(t) or real(t))
+    head, payload, signature = token.split(".")
+    broken = f"{head}.{payload}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
+    assert error_codes(gql("{ me { id } }", token=broken)) == [AuthErrorCode.TOKEN_INVALID.value]
+    assert gql("{ me { id } }", token=token)["data"]["me"]["id"]
+    assert verified == []
+    _client, service = service_token("users:read")
+    head, payload, signature = service.split(".")
+    forged = f"{head}.{payload}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
+    assert error_codes(gql("{ serviceClient { clientId } }", token=forged)) == [AuthErrorCode.TOKEN_INVALID.value]
+    assert verified == []
+    assert gql("{ serviceClient { clientId } }", token=service)["data"]["serviceClient"]
+    assert verified == [service]
