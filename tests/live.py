@@ -6,7 +6,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -103,3 +107,63 @@ class RedisServer:
             self.thaw()
             self.kill()
         self.client.close()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(env: dict, *args: str, timeout: float = 120) -> str:
+    """Run one of our management commands with `env`; return its output, failing the test on an error."""
+    done = subprocess.run(  # noqa: S603 - our own management commands
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    return done.stdout.decode()
+
+
+@contextmanager
+def production_server(tmp: Path, *, start_deadline: float = 40, **overrides: str) -> Iterator[tuple[str, dict]]:
+    """Serve Gatehouse as the image does and yield (base URL, environment); stop it afterwards.
+
+    The Dockerfile's steps: collectstatic (build time), migrate, then gunicorn with
+    config/gunicorn.py and the production settings (production_env, with `overrides`), on
+    a free loopback port. Ready once /readyz answers 200; its log is `tmp/server.log`.
+    """
+    env = production_env(tmp, **overrides)
+    manage(env, "collectstatic", "--noinput", "-v0")
+    manage(env, "migrate", "--noinput", "-v0")
+    base = f"http://127.0.0.1:{env['PORT']}"
+    log_path = tmp / "server.log"
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - the image's own server command
+            [gunicorn, "-c", "config/gunicorn.py", "config.wsgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + start_deadline
+        while not _ready(base):
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
+        yield base, env
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:  # noqa: S310 - loopback http
+            return answer.status == 200
+    except (OSError, ValueError):
+        return False

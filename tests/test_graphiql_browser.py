@@ -10,26 +10,17 @@ token may be left in the browser's storage. The screenshot is saved as
 artifacts/graphiql.png (gitignored).
 """
 
-import contextlib
 import json
 import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.live import missing, production_env
+from tests.live import ROOT, missing, production_server
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
 PROXY = {"X-Forwarded-Proto": "https"}
 ARTIFACTS = ROOT / "artifacts"
-START_DEADLINE = 40
 PASSWORD = "correct-horse-battery-staple"
 # Collected before any script of the page runs (an init script is not subject to the page's CSP).
 RECORD_CSP_VIOLATIONS = """
@@ -38,13 +29,6 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.__cspViolations.push(`${event.effectiveDirective} ${event.blockedURI} ${event.sourceFile}`);
 });
 """
-
-
-def manage(env: dict, *args: str) -> None:
-    done = subprocess.run(  # noqa: S603 - our own management commands
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -74,33 +58,8 @@ def server(tmp_path_factory):
     """The base URL of a production server of this module's own, with GraphiQL on."""
     tmp = tmp_path_factory.mktemp("graphiql-live")
     # Introspection feeds the docs and explorer panels and the editor's completion.
-    env = production_env(tmp, GRAPHIQL="true", GRAPHQL_INTROSPECTION="true")
-    # The Dockerfile's steps: collectstatic at build time, migrate before start.
-    manage(env, "collectstatic", "--noinput", "-v0")
-    manage(env, "migrate", "--noinput", "-v0")
-    base = f"http://127.0.0.1:{env['PORT']}"
-    with (tmp / "server.log").open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - the image's own server command
-            [GUNICORN, "-c", "config/gunicorn.py", "config.wsgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            assert process.poll() is None, (tmp / "server.log").read_text()[-3000:]
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, (tmp / "server.log").read_text()[-3000:]
-            time.sleep(0.1)
+    with production_server(tmp, GRAPHIQL="true", GRAPHQL_INTROSPECTION="true") as (base, _env):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def register(base: str, username: str) -> None:

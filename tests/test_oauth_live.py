@@ -7,15 +7,9 @@ ends it at once. The server is the shipped one (gunicorn, config/gunicorn.py, pr
 settings) on a SQLite file, spoken to as a TLS-terminating proxy would (X-Forwarded-Proto).
 """
 
-import contextlib
 import json
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from gql import Client as GQLClient
@@ -24,54 +18,17 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 
 from accounts.error_codes import AuthErrorCode
-from tests.live import production_env
+from tests.live import manage, production_server
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
 PROXY = {"X-Forwarded-Proto": "https"}
-START_DEADLINE = 40
-
-
-def manage(env: dict, *args: str) -> str:
-    done = subprocess.run(  # noqa: S603 - our own management commands
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    return done.stdout.decode()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """(base URL, environment) of a production server of this module's own."""
     tmp = tmp_path_factory.mktemp("oauth-live")
-    env = production_env(tmp, SERVICE_TOKEN_LIFETIME="300")
-    # The Dockerfile's steps: collectstatic at build time, migrate before start.
-    manage(env, "collectstatic", "--noinput", "-v0")
-    manage(env, "migrate", "--noinput", "-v0")
-    base = f"http://127.0.0.1:{env['PORT']}"
-    with (tmp / "server.log").open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - the image's own server command
-            [GUNICORN, "-c", "config/gunicorn.py", "config.wsgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            assert process.poll() is None, (tmp / "server.log").read_text()[-3000:]
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, (tmp / "server.log").read_text()[-3000:]
-            time.sleep(0.1)
+    with production_server(tmp, SERVICE_TOKEN_LIFETIME="300") as (base, env):
         yield base, env
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def create_client(env: dict, name: str, scope: str) -> dict:
