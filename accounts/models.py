@@ -385,3 +385,8 @@ class ServiceClient(models.Model):
     @property
     def scope_list(self) -> list[str]:
         return self.scopes.split()
+
+    @property
+    def secret_version(self) -> int:
+        """The version of the current secret (when it was set, in microseconds): service tokens carry it."""
+        return int(self.secret_changed_at.timestamp() * 1_000_000)

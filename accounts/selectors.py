@@ -339,8 +339,8 @@ def service_caller_get(*, claims: dict) -> ServiceCaller:
     the per-request check of a service token, as user_get_for_access is of a user's: with
     the session cache a known client costs one Redis round trip and no SQL; a miss, or a
     Redis that fails, reads the client's row and fills the cache. Raises TokenRevoked when
-    the client is unknown or disabled, its secret changed after the token was issued
-    (counted in whole seconds, as `iat` is), or it no longer holds a scope of the token.
+    the client is unknown or disabled, its secret was rotated since the token was issued
+    (the token names the secret's version), or it no longer holds a scope of the token.
     """
     client_id, scopes = claims["sub"], tuple(claims["scope"].split(" "))
     store = session_cache()
@@ -358,7 +358,8 @@ def service_caller_get(*, claims: dict) -> ServiceCaller:
         if seen is not None and not connection.in_atomic_block:
             # Only what is committed is shared (a read inside a transaction may see its own writes).
             store.client_fill(client=client, seen=seen)
-    if claims["iat"] < int(client.secret_changed_at.timestamp()):
+    if claims["secret_version"] != client.secret_version:
+        # Issued for a secret the client no longer has (rotated).
         raise TokenRevoked
     if any(scope not in client.scope_list for scope in scopes):
         raise TokenRevoked

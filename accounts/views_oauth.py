@@ -108,10 +108,18 @@ def introspect(request):
     try:
         _allow_post(request)
         oauth_address_count(request=request, endpoint="introspect")
-        form = _form(request, INTROSPECT_PARAMETERS)
+        try:
+            form = _form(request, INTROSPECT_PARAMETERS)
+        except InvalidRequestError:
+            # RFC 7662 §2.1: the caller must authenticate; without Basic, a body we cannot
+            # read carries no credentials either, and the answer is 401 whatever else is wrong.
+            header = request.META.get("HTTP_AUTHORIZATION")
+            if header is None or not header.strip():
+                raise _invalid_client("Client authentication is required.") from None
+            raise
+        client = _client(request, form, endpoint="introspect")
         if "token" not in form:
             raise InvalidRequestError(description="The token parameter is missing.")
-        client = _client(request, form, endpoint="introspect")
         if not client_may_introspect(client):
             raise InsufficientScopeError(description="This client lacks the tokens:introspect scope.")
         client_used(client=client)
@@ -179,12 +187,16 @@ def _form(request, known: tuple[str, ...]) -> dict[str, str]:
 def _client(request, form: dict[str, str], *, endpoint: str):
     """Return the client that authenticated the request, by HTTP Basic or in the body (exactly one).
 
-    Raises InvalidClientError or InvalidRequestError; RateLimited before the secret is
-    checked when the client id has spent its budget.
+    Raises InvalidClientError or InvalidRequestError; RateLimited when the client has
+    spent its budget. The budget is counted once the secret matched: a client id is no
+    secret (it is every service token's `sub`), so anyone could otherwise spend a
+    client's budget with wrong secrets and lock it out. Wrong secrets count against the
+    address's budget, and a 256-bit secret leaves nothing to guess.
     """
     client_id, client_secret = _credentials(request.META.get("HTTP_AUTHORIZATION"), form)
-    oauth_client_count(client_id=client_id, endpoint=endpoint)
-    return client_authenticate(client_id=client_id, client_secret=client_secret)
+    client = client_authenticate(client_id=client_id, client_secret=client_secret)
+    oauth_client_count(client_id=client.client_id, endpoint=endpoint)
+    return client
 
 
 def _credentials(header: str | None, form: dict[str, str]) -> tuple[str, str]:

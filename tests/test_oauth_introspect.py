@@ -257,7 +257,8 @@ def test_each_malformed_request_is_invalid_request_and_changes_nothing(client, c
     form = "application/x-www-form-urlencoded"
     auth = {"HTTP_AUTHORIZATION": caller[1]}
     cases = [
-        ("no token", "", form),
+        ("empty body", "", form),
+        ("no token", "token_type_hint=access_token", form),
         ("empty token", "token=", form),
         ("repeated token", f"token={token}&token={token}", form),
         ("JSON", f'{{"token": "{token}"}}', "application/json"),
@@ -314,3 +315,22 @@ def test_introspection_past_the_per_address_rate_is_slow_down(client, caller, us
     token = session_open(user=user).token
     answers = [introspect(client, caller, token).status_code for _ in range(3)]
     assert answers == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("", "application/x-www-form-urlencoded"),
+        ('{"token": "x"}', "application/json"),
+        ("token=%ff", "application/x-www-form-urlencoded"),
+        ("token_type_hint=access_token", "application/x-www-form-urlencoded"),
+    ],
+    ids=["empty", "JSON", "malformed", "no token"],
+)
+def test_without_client_authentication_the_answer_is_401_whatever_the_body(client, db, body, content_type):
+    # RFC 7662 §2.1: the caller authenticates first; what else is wrong comes after.
+    before = state()
+    response = client.post(INTROSPECT_URL, body, content_type=content_type)
+    assert_oauth_error(response, 401, "invalid_client")
+    assert response["WWW-Authenticate"].startswith("Basic ")
+    assert state() == before

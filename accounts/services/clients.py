@@ -40,6 +40,8 @@ from accounts.tokens import access_token_verify, jwt_encode, jwt_verify, opaque_
 from accounts.validators import has_control_characters
 
 SERVICE = "service"
+# The private claim naming the secret a service token was issued for (ServiceClient.secret_version).
+SECRET_VERSION = "secret_version"  # noqa: S105 - a claim name
 CLIENT_ID_PREFIX = "svc_"
 # The prefix and 144 random bits in base64url: never a user's numeric `sub`, never an
 # argument a command line takes for an option (a leading "-").
@@ -219,7 +221,8 @@ def service_token_issue(*, client: ServiceClient, scope: str | None = None) -> S
     the token gets all of them. Raises InvalidScopeError.
     """
     granted = client.scope_list
-    requested = scope.split() if scope else granted
+    # RFC 6749 §3.3: scope tokens separated by single spaces (no tabs, no line breaks).
+    requested = scope.split(" ") if scope else granted
     if not requested or any(name not in granted for name in requested):
         raise InvalidScopeError(description="The requested scope is unknown or not granted to this client.")
     scope_text = " ".join(name for name in granted if name in requested)
@@ -235,6 +238,9 @@ def service_token_issue(*, client: ServiceClient, scope: str | None = None) -> S
         "jti": secrets.token_urlsafe(16),
         "scope": scope_text,
         "token_type": SERVICE,
+        # Which secret the client authenticated with: a rotation refuses every token of
+        # the old one at once, even one issued in the same second (`iat` counts seconds).
+        SECRET_VERSION: client.secret_version,
     }
     token = jwt_encode(payload)
     client_used(client=client)
@@ -252,6 +258,8 @@ def service_token_verify(token: str) -> dict:
     if payload.get("client_id") != subject or not CLIENT_ID.fullmatch(subject) or "sid" in payload:
         raise TokenInvalid
     if not isinstance(scope, str) or not scope or any(name not in SCOPES for name in scope.split(" ")):
+        raise TokenInvalid
+    if type(payload.get(SECRET_VERSION)) is not int:
         raise TokenInvalid
     return payload
 
@@ -317,7 +325,7 @@ def oauth_address_count(*, request, endpoint: str) -> None:
 
 
 def oauth_client_count(*, client_id: str, endpoint: str) -> None:
-    """Count one request to an OAuth endpoint by a client id, known or not (before its secret is checked).
+    """Count one request to an OAuth endpoint by an authenticated client (after its secret matched).
 
     Raises RateLimited.
     """

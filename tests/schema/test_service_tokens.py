@@ -12,7 +12,6 @@ tests/accounts/test_client_cache.py.
 import base64
 import json
 import time
-from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -409,32 +408,25 @@ def test_a_disabled_clients_token_is_revoked_on_the_next_request(gql, user):
 
 
 def test_a_rotated_secret_revokes_older_tokens_and_not_newer_ones(gql, db):
-    # given: a client whose secret is a minute old, and a token issued a second before the rotation
-    client, _ = service_token()
-    now = int(time.time())
-    ServiceClient.objects.filter(pk=client.pk).update(secret_changed_at=client.secret_changed_at - timedelta(minutes=1))
-    old = jwt_encode(
-        {
-            "iss": "gatehouse",
-            "aud": "gatehouse",
-            "sub": client.client_id,
-            "client_id": client.client_id,
-            "iat": now - 1,
-            "exp": now + 60,
-            "jti": "c" * 22,
-            "scope": USERS_READ,
-            "token_type": "service",
-        }
-    )
+    # given: a token issued at once before the rotation, in the same second
+    client, old = service_token()
     assert gql(SERVICE_CLIENT, token=old)["data"]["serviceClient"]["clientId"] == client.client_id
-
     # when
     client_secret_rotate(client=client, via="tests")
     new = service_token_issue(client=ServiceClient.objects.get(pk=client.pk)).access_token
-
-    # then
+    # then: the old token names the old secret's version; `iat` alone could not tell them apart
+    assert json.loads(base64.urlsafe_b64decode(old.split(".")[1] + "=="))["iat"] >= int(time.time()) - 1
     assert error_codes(gql(SERVICE_CLIENT, token=old)) == REVOKED
     assert gql(SERVICE_CLIENT, token=new)["data"]["serviceClient"]["clientId"] == client.client_id
+
+
+def test_a_service_token_without_a_secret_version_is_token_invalid(gql, db):
+    client, _ = service_token()
+    claims = _claims(client.client_id)
+    del claims["secret_version"]
+    assert error_codes(gql(SERVICE_CLIENT, token=jwt_encode(claims))) == INVALID
+    claims["secret_version"] = "1"
+    assert error_codes(gql(SERVICE_CLIENT, token=jwt_encode(claims))) == INVALID
 
 
 def test_a_token_with_a_scope_the_client_no_longer_holds_is_revoked(gql, user):
@@ -469,6 +461,7 @@ def _claims(subject: str, **extra) -> dict:
         "jti": "d" * 22,
         "scope": USERS_READ,
         "token_type": "service",
+        "secret_version": 1,
         **extra,
     }
 
