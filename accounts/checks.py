@@ -136,6 +136,17 @@ def check_deployment(app_configs, **kwargs):
                 id="gatehouse.W006",
             )
         )
+    issuer = settings.GRAPHQL_JWT["JWT_ISSUER"]
+    if settings.PUBLIC_URL and issuer != settings.PUBLIC_URL:
+        issues.append(
+            Warning(
+                f"The OAuth metadata's issuer (JWT_ISSUER={issuer!r}) is not PUBLIC_URL.",
+                hint="RFC 8414 clients that validate the metadata (Authlib's, for one) expect the issuer to be "
+                "the https URL it is served under: set JWT_ISSUER to PUBLIC_URL. It changes the `iss` of new "
+                "tokens, so verifiers must accept the new one first.",
+                id="gatehouse.W009",
+            )
+        )
     readable = world_readable_key_file()
     if readable:
         issues.append(

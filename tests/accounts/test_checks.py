@@ -306,3 +306,18 @@ def test_the_retired_password_check_rate_warns_w007_that_it_is_ignored(monkeypat
 def test_no_retired_setting_no_w007(monkeypatch):
     monkeypatch.delenv("PASSWORD_CHECK_RATE_PER_ACCOUNT", raising=False)
     assert "gatehouse.W007" not in gatehouse_issues(include_deployment_checks=True)
+
+
+def test_deploy_warns_when_the_metadata_issuer_is_not_the_public_url():
+    def ids():
+        return {issue.id for issue in run_checks(include_deployment_checks=True, tags=["security"])}
+
+    with override_settings(PUBLIC_URL="https://auth.example.com"):
+        [issue] = [i for i in run_checks(include_deployment_checks=True, tags=["security"]) if i.id == "gatehouse.W009"]
+        assert isinstance(issue, Warning)
+        assert "'gatehouse'" in issue.msg
+    jwt = {**settings.GRAPHQL_JWT, "JWT_ISSUER": "https://auth.example.com"}
+    with override_settings(PUBLIC_URL="https://auth.example.com", GRAPHQL_JWT=jwt):
+        assert "gatehouse.W009" not in ids()
+    with override_settings(PUBLIC_URL=""):
+        assert "gatehouse.W009" not in ids()
