@@ -3,7 +3,8 @@
 graphene-django's GraphQLView parses and validates every request from scratch, answers
 a deeply nested JSON body with a 500 (it does not catch RecursionError), formats raw
 exception text into responses, and executes mutations sent with form content types.
-This view keeps its GraphiQL page and replaces the request handling:
+This view serves its own GraphiQL page (Gatehouse's static files only, under a strict
+Content-Security-Policy) and replaces the request handling:
 
 - POST with `Content-Type: application/json` only: a browser cannot send that cross-site
   without a CORS preflight, so form posts are refused (415) like Apollo's CSRF prevention;
