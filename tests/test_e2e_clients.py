@@ -12,6 +12,8 @@ clients are the project's tests in e2e/ (`npm ci` there first), run with `node -
   operation goes through the persisted-query link (NOT_FOUND, the text, then the hash alone).
 - e2e/relay.test.js: the viewer, the same user through node(id:), and every seeded account
   through `users` pages as staff, none repeated and none missing.
+- e2e/codegen.test.js (needs no server): GraphQL Code Generator's TypeScript output from
+  schema.graphql is the committed one, and `tsc --noEmit` accepts its use with Apollo Client.
 
 This module seeds the accounts, runs Node, requires every Node test to have passed, and
 then checks on the server's own database what the Apollo script did.
@@ -50,6 +52,8 @@ NODE_TESTS = {
     "apollo: register, sign in, refresh on TOKEN_EXPIRED once, sign out everywhere",
     "relay: the viewer, the same user through node(id:), every seeded user through users pages",
     "relay: the committed artifacts are what relay-compiler makes of the documents and schema.graphql",
+    "codegen: the committed typed/__generated__/ is what codegen makes of typed/*.graphql and schema.graphql",
+    "codegen: typed/example.ts type-checks with Apollo Client and the generated TypedDocumentNodes",
 }
 
 
