@@ -16,11 +16,9 @@ Environment: PROFILE_PG_URL (default postgres://postgres@127.0.0.1:5432), N (300
 
 import argparse
 import cProfile
-import io
 import json
 import os
 import pstats
-import secrets
 import statistics
 import sys
 import time
@@ -29,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG = os.environ.get("PROFILE_PG_URL", "postgres://postgres@127.0.0.1:5432")
-DB = f"gh_profile_login_{os.getpid()}"
+from bench.inprocess import production_django, wsgi_post  # noqa: E402 (after the path)
+
 N = int(os.environ.get("N", "300"))
 ACCOUNTS = 20
 PASSWORD = "profiled-Password-1"  # noqa: S105 (a benchmark account's)
@@ -42,43 +40,16 @@ def main():
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="cumulative", help="pstats order for --profile (cumulative, tottime)")
     args = parser.parse_args()
-    import psycopg2
-
-    admin = psycopg2.connect(f"{PG}/postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{DB}"')
-    try:
+    # Budgets large enough that no sign-in here is refused; every one is still counted.
+    with production_django(
+        "gh_profile_login", LOGIN_RATE_PER_ACCOUNT="1000000/60", LOGIN_RATE_PER_ADDRESS="1000000/60"
+    ):
         run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        admin.close()
 
 
 def run(args):
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
-        JWT_SIGNING_KEY=secrets.token_urlsafe(40),
-        DJANGO_ALLOWED_HOSTS="testserver",
-        DATABASE_URL=f"{PG}/{DB}",
-        LOG_LEVEL="ERROR",
-        # Budgets large enough that no sign-in here is refused; every one is still counted.
-        LOGIN_RATE_PER_ACCOUNT="1000000/60",
-        LOGIN_RATE_PER_ADDRESS="1000000/60",
-    )
-    import django
-
-    django.setup()
-    from config.receivers import drop_idle_request_receivers
-
-    drop_idle_request_receivers()  # as config.wsgi does for gunicorn
     from django.core.handlers.wsgi import WSGIHandler
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
     from accounts.models import User
 
     users = [User.objects.create_user(f"p{i}", f"p{i}@example.com", PASSWORD) for i in range(ACCOUNTS)]
@@ -90,25 +61,9 @@ def run(args):
         body = json.dumps(
             {"query": MUTATION, "variables": {"email": f"p{i % ACCOUNTS}@example.com", "password": PASSWORD}}
         ).encode()
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/graphql",
-            "SERVER_NAME": "testserver",
-            "SERVER_PORT": "443",
-            "HTTP_HOST": "testserver",
-            "HTTP_X_FORWARDED_PROTO": "https",
-            "HTTP_ACCEPT": "application/json",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_ADDR": "127.0.0.1",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-        }
-        statuses = []
-        answer = b"".join(handler(environ, lambda status, headers, exc_info=None: statuses.append(status)))
-        if not statuses[0].startswith("200") or b'"token":"' not in answer:
-            raise SystemExit(f"tokenAuth: unexpected answer {statuses[0]} {answer[:300]!r}")
+        status, answer = wsgi_post(handler, body, {})
+        if not status.startswith("200") or b'"token":"' not in answer:
+            raise SystemExit(f"tokenAuth: unexpected answer {status} {answer[:300]!r}")
 
     def hash_check(i):
         if not users[i % ACCOUNTS].check_password(PASSWORD):

@@ -15,10 +15,8 @@ To compare with an older tree, copy this file into its bench/ and run it there.
 
 import argparse
 import cProfile
-import io
 import os
 import pstats
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -26,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG = os.environ.get("PROFILE_PG_URL", "postgres://postgres@127.0.0.1:5432")
-DB = f"gh_profile_{os.getpid()}"
+from bench.inprocess import production_django, wsgi_post  # noqa: E402 (after the path)
+
 N = int(os.environ.get("N", "2000"))
 QUERY = b'{"query": "query { me { id username email } }"}'
 
@@ -37,40 +35,12 @@ def main():
     parser.add_argument("--profile", choices=("valid", "none", "invalid"))
     parser.add_argument("--sort", default="cumulative", help="pstats order for --profile (cumulative, tottime)")
     args = parser.parse_args()
-    import psycopg2
-
-    admin = psycopg2.connect(f"{PG}/postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{DB}"')
-    try:
+    # A day, so that the token minted below outlives the run.
+    with production_django("gh_profile", JWT_ACCESS_TOKEN_LIFETIME="86400"):  # noqa: S106 (a lifetime)
         run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        admin.close()
 
 
 def run(args):
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
-        JWT_SIGNING_KEY=secrets.token_urlsafe(40),
-        DJANGO_ALLOWED_HOSTS="testserver",
-        DATABASE_URL=f"{PG}/{DB}",
-        LOG_LEVEL="ERROR",
-        JWT_ACCESS_TOKEN_LIFETIME="86400",  # noqa: S106 (a lifetime, not a password)
-    )
-    import django
-
-    django.setup()
-    from config.receivers import drop_idle_request_receivers
-
-    drop_idle_request_receivers()  # as config.wsgi does for gunicorn
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
     from django.test import Client
 
     from accounts.models import User
@@ -99,24 +69,7 @@ def run(args):
     handler = WSGIHandler()
 
     def call_wsgi(headers):
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/graphql",
-            "SERVER_NAME": "testserver",
-            "SERVER_PORT": "443",
-            "HTTP_HOST": "testserver",
-            "HTTP_X_FORWARDED_PROTO": "https",
-            "HTTP_ACCEPT": "application/json",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(QUERY)),
-            "wsgi.input": io.BytesIO(QUERY),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-            **headers,
-        }
-        body = handler(environ, lambda status, response_headers, exc_info=None: None)
-        b"".join(body)
-        body.close()
+        wsgi_post(handler, QUERY, headers)
 
     if args.profile:
         # Through the WSGI handler, as gunicorn calls it (the test client adds its own costs).

@@ -20,6 +20,15 @@ from schema.errors import RequestErrorCode, coded_error
 from schema.viewer import service_caller, viewer
 
 
+def object_id_of(global_id, graphene_type) -> str | None:
+    """Return the object id a global ID gives for `graphene_type`, or None (malformed, or another type's)."""
+    try:
+        type_name, object_id = from_global_id(global_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        return None
+    return object_id if type_name == graphene_type._meta.name else None
+
+
 class Node(relay.Node):
     """An object with a global ID."""
 

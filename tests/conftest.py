@@ -1,6 +1,10 @@
 """Shared fixtures: an HTTP GraphQL client, users and tokens."""
 
 import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -11,6 +15,7 @@ from django.test import Client
 from accounts.models import User
 from accounts.ratelimit import rate_limits_reset
 from accounts.services import session_open
+from accounts.session_cache import session_cache_reset
 from schema.views import persisted_queries
 from tests.live import missing
 
@@ -111,3 +116,32 @@ def redis_db():
     yield connection
     connection.flushdb()
     connection.close()
+
+
+@contextmanager
+def session_cache_on(settings, *, first_db: int, name: str) -> Iterator[redis.Redis]:
+    """Turn the session cache on in this xdist worker's own Redis db under a fresh key prefix; yield that db.
+
+    A module owns two dbs, `first_db` for the process without xdist or worker gw0 and the
+    next for gw1, so that parallel workers never flush each other's keys.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    number = first_db + (int(worker.removeprefix("gw")) if worker else 0)
+    if number not in (first_db, first_db + 1):
+        pytest.fail(f"the {name} tests own Redis dbs {first_db} and {first_db + 1} only (run with at most -n 2)")
+    url = f"{settings.TEST_REDIS_URL.rsplit('/', 1)[0]}/{number}"
+    connection_ = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        connection_.ping()
+    except redis.ConnectionError:
+        missing(f"Redis is not reachable at {url}")
+    connection_.flushdb()
+    settings.REDIS_KEY_PREFIX = f"gh-{name.replace(' ', '-')}-{secrets.token_hex(4)}"
+    settings.GATEHOUSE = {**settings.GATEHOUSE, "SESSION_CACHE_URL": url, "SESSION_CACHE_TTL": 60}
+    session_cache_reset()
+    try:
+        yield connection_
+    finally:
+        session_cache_reset()
+        connection_.flushdb()
+        connection_.close()

@@ -1,10 +1,12 @@
 """What the tests that run real servers and tools (gunicorn with production settings, nginx, redis-server) share."""
 
+import contextlib
 import os
 import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -138,32 +141,117 @@ def production_server(tmp: Path, *, start_deadline: float = 40, **overrides: str
     manage(env, "collectstatic", "--noinput", "-v0")
     manage(env, "migrate", "--noinput", "-v0")
     base = f"http://127.0.0.1:{env['PORT']}"
-    log_path = tmp / "server.log"
+    with gunicorn_serving(env, tmp / "server.log", ready_url=f"{base}/readyz", start_deadline=start_deadline):
+        yield base, env
+
+
+@contextmanager
+def gunicorn_serving(
+    env: dict,
+    log_path: Path,
+    *,
+    ready_url: str,
+    gunicorn_args: tuple[str, ...] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    start_deadline: float = 40,
+) -> Iterator[subprocess.Popen]:
+    """Run the image's server command (gunicorn, config/gunicorn.py) with `env` until the block ends.
+
+    Prepared already (migrated, static files collected). Ready once `ready_url` answers 200
+    (with `ssl_context` for a server that terminates TLS itself); stopped with its worker
+    afterwards, killed with its process group if it does not stop in time.
+    """
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - the image's own server command
-            [gunicorn, "-c", "config/gunicorn.py", "config.wsgi:application"],
+            [gunicorn, "-c", "config/gunicorn.py", *gunicorn_args, "config.wsgi:application"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + start_deadline
-        while not _ready(base):
+        while not _ready(ready_url, ssl_context):
             assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
             time.sleep(0.1)
-        yield base, env
+        yield process
     finally:
         process.terminate()
         try:
             process.wait(timeout=25)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
 
-def _ready(base: str) -> bool:
+def _ready(url: str, ssl_context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:  # noqa: S310 - loopback http
+        with urllib.request.urlopen(url, timeout=2, context=ssl_context) as answer:  # noqa: S310 - loopback
             return answer.status == 200
     except (OSError, ValueError):
         return False
+
+
+def scratch_postgres(stack: contextlib.ExitStack, server_url: str, prefix: str) -> str:
+    """Create an empty database on the Postgres at `server_url`, dropped when `stack` closes; return its URL."""
+    import psycopg2
+
+    parts = urlsplit(server_url)
+    try:
+        admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        missing(f"Postgres is not reachable at {parts.hostname}:{parts.port}: {exc}")
+    admin.autocommit = True
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+
+    def drop():
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    stack.callback(drop)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def live_database_url(stack: contextlib.ExitStack, tmp: Path, prefix: str) -> str:
+    """A live server's database: a scratch one beside this run's Postgres (dropped at the end), else SQLite.
+
+    So the module runs on both databases, as CI's two passes do.
+    """
+    run_url = os.environ.get("DATABASE_URL", "")
+    if run_url.startswith(("postgres://", "postgresql://")):
+        return scratch_postgres(stack, run_url, prefix)
+    return f"sqlite:///{tmp / 'db.sqlite3'}"
+
+
+@contextmanager
+def system_chromium(*extra_args: str) -> Iterator:
+    """Debian's Chromium launched by Playwright (which cannot download a browser here); yield the browser.
+
+    Skipped when chromium or playwright is absent, failed in CI (`missing`). The browser's
+    own background traffic is off: it would only knock on a closed network.
+    """
+    executable = shutil.which("chromium")
+    if executable is None:
+        missing("chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed (requirements-dev.txt)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                *extra_args,
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

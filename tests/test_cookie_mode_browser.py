@@ -22,16 +22,12 @@ Both cookie layouts run: the defaults (`SameSite=Lax`, path `/graphql`, `__Secur
 strictest (`SameSite=Strict`, path `/`, `__Host-`).
 """
 
-import contextlib
 import datetime
 import functools
 import http.server
 import ipaddress
 import secrets
-import shutil
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -39,12 +35,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import free_port, missing, production_env
+from tests.live import free_port, gunicorn_serving, manage, production_env, system_chromium
 
-ROOT = Path(__file__).resolve().parent.parent
 SPA_FILES = Path(__file__).resolve().parent / "cookie_spa"
-PYTHON = sys.executable
-GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
 START_DEADLINE = 40
 PASSWORD = "correct-horse-battery-staple"
 API_HOST = "api.example.com"
@@ -57,13 +50,6 @@ CROSS_SITE_HOST = "www.example.net"
 OTHER_SITE_APP_HOST = "app.example.org"
 # The browser resolves every name below these to 127.0.0.1.
 SITES = ("example.com", "example.net", "example.org")
-
-
-def manage(env: dict, *args: str) -> None:
-    done = subprocess.run(  # noqa: S603 - our own management commands
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -99,28 +85,8 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def chromium():
     """The system Chromium, launched by Playwright, resolving the test's host names to loopback."""
-    executable = shutil.which("chromium")
-    if executable is None:
-        missing("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright is not installed (requirements-dev.txt)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=[
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--host-resolver-rules=" + ", ".join(f"MAP *.{site} 127.0.0.1" for site in SITES),
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with system_chromium("--host-resolver-rules=" + ", ".join(f"MAP *.{site} 127.0.0.1" for site in SITES)) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -215,31 +181,16 @@ def gatehouse(request, chromium, tmp_path_factory, tls, pages, static_root):
         STATIC_ROOT=str(static_root),
     )
     manage(env, "migrate", "--noinput", "-v0")
-    base = f"https://127.0.0.1:{port}"
     log = tmp / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - the image's own server command, with TLS
-            [GUNICORN, "-c", "config/gunicorn.py", "--certfile", str(cert_file), "--keyfile", str(key_file),
-             "config.wsgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/readyz", timeout=2, verify=str(cert_file)).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+    with gunicorn_serving(
+        env,
+        log,
+        ready_url=f"https://127.0.0.1:{port}/readyz",
+        gunicorn_args=("--certfile", str(cert_file), "--keyfile", str(key_file)),
+        ssl_context=ssl.create_default_context(cafile=str(cert_file)),
+        start_deadline=START_DEADLINE,
+    ):
         yield Gatehouse(f"https://{API_HOST}:{port}", log, cert_file, samesite, path, cookie_name)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture

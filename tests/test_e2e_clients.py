@@ -25,24 +25,15 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import requests
 
-from tests.live import free_port, missing, production_env
+from tests.live import ROOT, free_port, live_database_url, manage, missing, production_server
 
-ROOT = Path(__file__).resolve().parent.parent
 E2E = ROOT / "e2e"
-PYTHON = sys.executable
-GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
-START_DEADLINE = 40
 NODE_DEADLINE = 180
 ACCESS_TOKEN_LIFETIME = 4
 SEED_PREFIX = "e2e-seed-"
@@ -55,14 +46,6 @@ NODE_TESTS = {
     "codegen: the committed typed/__generated__/ is what codegen makes of typed/*.graphql and schema.graphql",
     "codegen: typed/example.ts type-checks with Apollo Client and the generated TypedDocumentNodes",
 }
-
-
-def manage(env: dict, *args: str) -> str:
-    done = subprocess.run(  # noqa: S603 - our own management commands
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    return done.stdout.decode()
 
 
 def django_shell(env: dict, code: str) -> dict:
@@ -101,77 +84,21 @@ def node():
     return executable
 
 
-def database_url(stack: contextlib.ExitStack, tmp: Path) -> str:
-    """Return the server's database: a scratch one beside this run's Postgres (dropped at the end), else SQLite."""
-    run_url = os.environ.get("DATABASE_URL", "")
-    if not run_url.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp / 'db.sqlite3'}"
-    import psycopg2
-
-    parts = urlsplit(run_url)
-    try:
-        admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        missing(f"Postgres is not reachable at {parts.hostname}:{parts.port}: {exc}")
-    admin.autocommit = True
-    name = f"gh_e2e_{os.getpid()}_{secrets.token_hex(3)}"
-
-    def drop():
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    stack.callback(drop)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[str, dict, Path]]:
     """(base URL, environment, log file) of a production server of this module's own."""
     tmp = tmp_path_factory.mktemp("e2e-live")
     with contextlib.ExitStack() as stack:
-        env = production_env(
+        served = production_server(
             tmp,
-            DATABASE_URL=database_url(stack, tmp),
+            DATABASE_URL=live_database_url(stack, tmp, "gh_e2e"),
             JWT_ACCESS_TOKEN_LIFETIME=str(ACCESS_TOKEN_LIFETIME),
             # register's verification mail goes nowhere, at once: nothing listens on this port.
             EMAIL_HOST="127.0.0.1",
             EMAIL_PORT=str(free_port()),
         )
-        yield from serve(tmp, env)
-
-
-def serve(tmp: Path, env: dict) -> Iterator[tuple[str, dict, Path]]:
-    """Prepare and start the shipped server command with `env`; stop it (and its worker) afterwards."""
-    # The Dockerfile's steps: collectstatic at build time, migrate before start.
-    manage(env, "collectstatic", "--noinput", "-v0")
-    manage(env, "migrate", "--noinput", "-v0")
-    base = f"http://127.0.0.1:{env['PORT']}"
-    with (tmp / "server.log").open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - the image's own server command
-            [GUNICORN, "-c", "config/gunicorn.py", "config.wsgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            assert process.poll() is None, (tmp / "server.log").read_text()[-3000:]
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, (tmp / "server.log").read_text()[-3000:]
-            time.sleep(0.1)
+        base, env = stack.enter_context(served)
         yield base, env, tmp / "server.log"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def test_apollo_client_and_relay_drive_a_production_server(node, server):

@@ -11,13 +11,12 @@ artifacts/graphiql.png (gitignored).
 """
 
 import json
-import shutil
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.live import ROOT, missing, production_server
+from tests.live import ROOT, production_server, system_chromium
 
 PROXY = {"X-Forwarded-Proto": "https"}
 ARTIFACTS = ROOT / "artifacts"
@@ -34,23 +33,8 @@ document.addEventListener("securitypolicyviolation", (event) => {
 @pytest.fixture(scope="module")
 def chromium():
     """The system Chromium, launched by Playwright (which cannot download a browser here)."""
-    executable = shutil.which("chromium")
-    if executable is None:
-        missing("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright is not installed (requirements-dev.txt)")
-    with sync_playwright() as playwright:
-        # No calls home: the browser's own background traffic would only hit the closed network.
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with system_chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

@@ -22,21 +22,15 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import re
-import secrets
-import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import jwt
-import psycopg2
 import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError
@@ -49,12 +43,11 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 
 from accounts.error_codes import AuthErrorCode
-from tests.live import RedisServer, free_port, missing, production_env
+from tests.live import RedisServer, free_port, gunicorn_serving, live_database_url, production_env
 from tests.signing_keys import run_django
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
 AUDIENCE = "gatehouse-s2s"
 PASSWORD = "a-Long-passphrase-for-s2s-tests"
 ALL_SCOPES = "users:read users:write tokens:introspect"
@@ -115,30 +108,6 @@ class Gatehouse:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def database_url(stack: contextlib.ExitStack, tmp: Path) -> str:
-    """Return the server's database: a scratch one beside this run's Postgres (dropped at the end), else SQLite."""
-    run_url = os.environ.get("DATABASE_URL", "")
-    if not run_url.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp / 'db.sqlite3'}"
-    parts = urlsplit(run_url)
-    try:
-        admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        missing(f"Postgres is not reachable at {parts.hostname}:{parts.port}: {exc}")
-    admin.autocommit = True
-    name = f"gh_s2s_{os.getpid()}_{secrets.token_hex(3)}"
-
-    def drop():
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    stack.callback(drop)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 def signing_key(tmp: Path) -> tuple[Path, Path, str]:
     """Make an ES256 key with the README's command; return (private, public, kid)."""
     private, public = tmp / "jwt-1.pem", tmp / "jwt-1.pub.pem"
@@ -150,25 +119,11 @@ def signing_key(tmp: Path) -> tuple[Path, Path, str]:
     return private, public, kid
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Stop the server this module started (and its group: gunicorn's worker)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=25)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def gatehouse(tmp_path_factory) -> Iterator[Gatehouse]:
     tmp = tmp_path_factory.mktemp("s2s-live")
     with contextlib.ExitStack() as stack:
-        database = database_url(stack, tmp)
+        database = live_database_url(stack, tmp, "gh_s2s")
         redis_server = RedisServer.start(tmp)
         stack.callback(redis_server.stop)
         private, public, kid = signing_key(tmp)
@@ -204,22 +159,8 @@ def gatehouse(tmp_path_factory) -> Iterator[Gatehouse]:
             output, _ = process.communicate(timeout=COMMAND_TIMEOUT)
             assert process.returncode == 0, (process.args, output.decode(errors="replace")[-3000:])
         log = tmp / "server.log"
-        with log.open("wb") as sink:
-            server = subprocess.Popen(  # noqa: S603 - the image's own server command
-                [GUNICORN, "-c", "config/gunicorn.py", "config.wsgi:application"],
-                cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        stack.callback(stop, server)
-        live = Gatehouse(base=base, env=env, kid=kid, public_key=public, redis=redis_server.client, log=log)
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            assert server.poll() is None, live.log_tail()
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, live.log_tail()
-            time.sleep(0.1)
-        yield live
+        stack.enter_context(gunicorn_serving(env, log, ready_url=f"{base}/readyz", start_deadline=START_DEADLINE))
+        yield Gatehouse(base=base, env=env, kid=kid, public_key=public, redis=redis_server.client, log=log)
 
 
 @pytest.fixture(autouse=True)

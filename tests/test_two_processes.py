@@ -18,7 +18,6 @@ import contextlib
 import http.client
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -30,11 +29,10 @@ from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from accounts.error_codes import AuthErrorCode
-from tests.live import RedisServer, free_port, missing, production_env
+from tests.live import RedisServer, free_port, production_env, scratch_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -157,32 +155,12 @@ def own_redis(directory: Path, stack: contextlib.ExitStack) -> str:
     return server.url
 
 
-def scratch_database(stack: contextlib.ExitStack) -> str:
-    """Create an empty database on the shared Postgres, dropped at the end; return its URL."""
-    try:
-        admin = psycopg2.connect(f"{POSTGRES}/postgres", connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        missing(f"Postgres is not reachable at {POSTGRES}: {exc}")
-    admin.autocommit = True
-    name = f"gh_twoproc_{secrets.token_hex(4)}"
-
-    def drop():
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    stack.callback(drop)
-    return f"{POSTGRES}/{name}"
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> Iterator[tuple[Server, Server]]:
     """Two production servers (A, B) sharing one Postgres database, one Redis and one set of keys."""
     tmp = tmp_path_factory.mktemp("two-processes")
     with contextlib.ExitStack() as stack:
-        database_url = scratch_database(stack)
+        database_url = scratch_postgres(stack, POSTGRES, "gh_twoproc")
         redis_url = own_redis(tmp, stack)
         env = production_env(
             tmp,

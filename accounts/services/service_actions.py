@@ -9,23 +9,24 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.error_codes import UserErrorCode
+from accounts.exceptions import TokenRevoked
 from accounts.models import AuthEventKind, SessionEndReason, User
 from accounts.scopes import USERS_WRITE
 from accounts.selectors import ServiceCaller, caller_scope_require
 from accounts.services.audit import auth_event_record
+from accounts.services.locking import user_locked
 from accounts.services.sessions import session_revoke_all, user_deactivate
+from accounts.tokens import MAX_USER_ID
 
 
 def _user_locked_or_not_found(user_id: int | None) -> User:
     """Return the account with its row locked; raise ValidationError (`id`: NOT_FOUND) when there is none."""
-    user = None
-    if user_id is not None and 0 < user_id < 2**63:
-        user = User.objects.select_for_update(no_key=True).filter(pk=user_id).first()
-    if user is None:
-        raise ValidationError(
-            {"id": ValidationError("There is no user with this ID.", code=UserErrorCode.NOT_FOUND.value)}
-        )
-    return user
+    try:
+        if user_id is not None and 0 < user_id <= MAX_USER_ID:
+            return user_locked(user_id)
+    except TokenRevoked:
+        pass  # no such account
+    raise ValidationError({"id": ValidationError("There is no user with this ID.", code=UserErrorCode.NOT_FOUND.value)})
 
 
 def _record(caller: ServiceCaller, user: User, *, what: str, count: int, request) -> None:

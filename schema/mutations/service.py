@@ -5,17 +5,15 @@ Each mutation unpacks, calls one service (accounts.services.service_actions), tr
 errors, returns. An unknown or malformed `id` is `errors: [{field: "id", code: NOT_FOUND}]`.
 """
 
-import binascii
 from functools import wraps
 
 import graphene
 from django.core.exceptions import ValidationError
-from graphql_relay import from_global_id
 
 from accounts.exceptions import Forbidden, Unauthenticated
 from accounts.services import client_user_deactivate, client_user_sessions_revoke
 from schema.errors import UserError, user_errors_from
-from schema.types import UserType
+from schema.types import UserType, object_id_of
 from schema.viewer import service_caller, viewer
 
 
@@ -30,14 +28,8 @@ def _caller_required(info):
 
 def _user_id_from_global_id(global_id: str) -> int | None:
     try:
-        type_name, object_id = from_global_id(global_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        return None
-    if type_name != UserType._meta.name:
-        return None
-    try:
-        return int(object_id)
-    except ValueError:
+        return int(object_id_of(global_id, UserType))
+    except (TypeError, ValueError):
         return None
 
 

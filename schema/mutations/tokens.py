@@ -5,12 +5,9 @@ Names and payload fields follow django-graphql-jwt (`tokenAuth`, `verifyToken`,
 `refreshToken`, `refreshExpiresIn`) so that its clients can move over unchanged.
 """
 
-import binascii
-
 import graphene
 from django.core.exceptions import ValidationError
 from graphene.types.generic import GenericScalar
-from graphql_relay import from_global_id
 
 from accounts.cookies import (
     cookie_mode,
@@ -40,7 +37,7 @@ from schema.mutations.common import (
     refresh_expires_in_field,
     session_tokens_payload,
 )
-from schema.types import SessionType, UserType, session_uuid
+from schema.types import SessionType, UserType, object_id_of, session_uuid
 from schema.viewer import viewer_required
 
 
@@ -192,13 +189,7 @@ class RevokeSession(graphene.Mutation):
 
 
 def _session_id_from_global_id(global_id: str):
-    try:
-        type_name, object_id = from_global_id(global_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        return None
-    if type_name != SessionType._meta.name:
-        return None
-    return session_uuid(object_id)
+    return session_uuid(object_id_of(global_id, SessionType))
 
 
 class DeleteRefreshTokenCookie(graphene.Mutation):

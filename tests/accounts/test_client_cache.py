@@ -13,7 +13,6 @@ import os
 import secrets
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
@@ -27,8 +26,7 @@ from accounts.selectors import service_caller_get
 from accounts.services import client_disable, client_secret_rotate, service_token_issue, service_token_verify
 from accounts.session_cache import Miss, SessionCache, session_cache, session_cache_reset, stats
 from accounts.tokens import jwt_encode
-from tests.conftest import error_codes
-from tests.live import missing
+from tests.conftest import error_codes, session_cache_on
 from tests.oauth import fixed_settings, make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,33 +35,12 @@ SERVICE_CLIENT = "{ serviceClient { clientId name scopes } }"
 REVOKED = [AuthErrorCode.TOKEN_REVOKED.value]
 
 
-def redis_db_number() -> int:
-    """Db 12 for the process without xdist or worker gw0, db 13 for gw1: ours, and only ours."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    number = 12 + (int(worker.removeprefix("gw")) if worker else 0)
-    if number not in (12, 13):
-        pytest.fail(f"the client cache tests own Redis dbs 12 and 13 only (run with at most -n 2), not {number}")
-    return number
-
-
 @pytest.fixture
 def cache_redis(settings):
     """Turn the session cache on, in this worker's own Redis db under a fresh key prefix; return that db."""
     fixed_settings(settings)
-    url = f"{settings.TEST_REDIS_URL.rsplit('/', 1)[0]}/{redis_db_number()}"
-    connection_ = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
-    try:
-        connection_.ping()
-    except redis.ConnectionError:
-        missing(f"Redis is not reachable at {url}")
-    connection_.flushdb()
-    settings.REDIS_KEY_PREFIX = f"gh-cctest-{secrets.token_hex(4)}"
-    settings.GATEHOUSE = {**settings.GATEHOUSE, "SESSION_CACHE_URL": url, "SESSION_CACHE_TTL": 60}
-    session_cache_reset()
-    yield connection_
-    session_cache_reset()
-    connection_.flushdb()
-    connection_.close()
+    with session_cache_on(settings, first_db=12, name="client cache") as connection_:
+        yield connection_
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from accounts.keys import (
 )
 from accounts.tokens import jwt_decode, jwt_encode, jwt_payload
 from tests.conftest import PASSWORD, error_codes
-from tests.live import production_env
+from tests.live import missing, production_env
 from tests.signing_keys import ALGORITHMS, ROOT, key_pair, run_django, signing_with
 
 TOKEN_AUTH = "mutation($e: String!, $p: String!) { tokenAuth(email: $e, password: $p) { token refreshToken } }"
@@ -513,7 +513,7 @@ def test_production_refuses_an_unreadable_key_file(tmp_path):
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            pytest.skip("running as root without setpriv: no file is unreadable")
+            missing("running as root without setpriv (util-linux): no file is unreadable to root")
         wrapper = (setpriv, "--bounding-set=-dac_override,-dac_read_search")
     _refused(
         run_django({"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEY_FILE": str(private)}, SETUP, wrapper=wrapper),

@@ -14,9 +14,7 @@ test_session_cache_faults.py.
 
 import hashlib
 import io
-import os
 import re
-import secrets
 import time
 import uuid
 from datetime import timedelta
@@ -39,8 +37,7 @@ from accounts.selectors import _access_read
 from accounts.services import password_set, refresh_token_revoke
 from accounts.session_cache import Access, Miss, session_cache, session_cache_reset, stats
 from tests.accounts.test_session_admin import change_form_data
-from tests.conftest import PASSWORD, error_codes
-from tests.live import missing
+from tests.conftest import PASSWORD, error_codes, session_cache_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,32 +84,11 @@ REVOKED = [AuthErrorCode.TOKEN_REVOKED.value]
 # --- fixtures and helpers ------------------------------------------------------------------------
 
 
-def redis_db_number() -> int:
-    """Db 10 for the process without xdist or xdist worker gw0, db 11 for gw1: ours, and only ours."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    number = 10 + (int(worker.removeprefix("gw")) if worker else 0)
-    if number not in (10, 11):
-        pytest.fail(f"the session cache tests own Redis dbs 10 and 11 only (run with at most -n 2), not {number}")
-    return number
-
-
 @pytest.fixture
 def cache_redis(settings):
     """Turn the session cache on, in this worker's own Redis db under a fresh key prefix; return that db."""
-    url = f"{settings.TEST_REDIS_URL.rsplit('/', 1)[0]}/{redis_db_number()}"
-    connection_ = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
-    try:
-        connection_.ping()
-    except redis.ConnectionError:
-        missing(f"Redis is not reachable at {url}")
-    connection_.flushdb()
-    settings.REDIS_KEY_PREFIX = f"gh-sctest-{secrets.token_hex(4)}"
-    settings.GATEHOUSE = {**settings.GATEHOUSE, "SESSION_CACHE_URL": url, "SESSION_CACHE_TTL": 60}
-    session_cache_reset()
-    yield connection_
-    session_cache_reset()
-    connection_.flushdb()
-    connection_.close()
+    with session_cache_on(settings, first_db=10, name="session cache") as connection_:
+        yield connection_
 
 
 @pytest.fixture
